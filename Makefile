@@ -1,0 +1,105 @@
+# Makefile -- gatewayd, its tests, the demo and the benchmarks.
+#
+#   make            build bin/gatewayd
+#   make deps       install every Debian package (needs root or sudo)
+#   make demo       a campaign end to end into the outbox, against a private
+#                   redis-server; prints a summary
+#   make test       unit tests (plain and under ASan+UBSan) and integration
+#                   tests against real peers, with the sanitizer build
+#   make fuzz       build the libFuzzer targets (clang)
+#   make style      check formatting with clang-format
+
+CC       ?= gcc
+PKGS     := libuv hiredis libcurl libxml-2.0 jansson libh2o glib-2.0 openssl
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+COMMIT   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+WARN     := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
+CFLAGS   ?= -O2 -g
+PKGCFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKGLIBS   = $(shell pkg-config --libs $(PKGS))
+ALLCFLAGS = $(WARN) $(CFLAGS) $(PKGCFLAGS) -I. -Icommon \
+            -DGW_VERSION='"$(VERSION)"' -DGW_COMMIT='"$(COMMIT)"'
+SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer
+
+COMMON_SRC   := common/buf.c common/err.c common/log.c
+TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c
+CHANNEL_SRC  := channels/channel.c channels/outbox.c
+GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
+                gateway/redis_uv.c gateway/job.c gateway/state.c \
+                gateway/track.c gateway/intake.c gateway/expand.c \
+                gateway/dispatch.c gateway/metrics.c gateway/http.c
+LIB_SRC      := $(COMMON_SRC) $(CHANNEL_SRC) $(GATEWAY_SRC)
+MAIN_SRC     := gateway/main.c
+HEADERS      := $(wildcard common/*.h gateway/*.h channels/*.h templates/*.h \
+                  scheduler/*.h)
+
+UNIT_TESTS := test_toml test_config test_job test_state test_mustache \
+              test_mustache_spec
+
+OBJ     := $(LIB_SRC:%.c=build/obj/%.o)
+SAN_OBJ := $(LIB_SRC:%.c=build/san/%.o)
+
+all: bin/gatewayd
+
+build/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(ALLCFLAGS) -c $< -o $@
+
+build/san/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@echo "  CC san  $<"
+	@$(CC) $(ALLCFLAGS) $(SANFLAGS) -c $< -o $@
+
+bin/gatewayd: $(OBJ) build/obj/gateway/main.o
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ $(PKGLIBS) -o $@
+
+bin/gatewayd-san: $(SAN_OBJ) build/san/gateway/main.o
+	@mkdir -p bin
+	$(CC) $(SANFLAGS) $^ $(PKGLIBS) -o $@
+
+build/test/%: tests/unit/%.c $(OBJ)
+	@mkdir -p build/test
+	$(CC) $(ALLCFLAGS) $< $(OBJ) $(PKGLIBS) -lcmocka -o $@
+
+build/test-san/%: tests/unit/%.c $(SAN_OBJ)
+	@mkdir -p build/test-san
+	$(CC) $(ALLCFLAGS) $(SANFLAGS) $< $(SAN_OBJ) $(PKGLIBS) -lcmocka -o $@
+
+unit: $(UNIT_TESTS:%=build/test/%) $(UNIT_TESTS:%=build/test-san/%)
+	@set -e; for t in $(UNIT_TESTS); do \
+	    echo "== unit: $$t"; build/test/$$t; \
+	    echo "== unit (asan+ubsan): $$t"; build/test-san/$$t >/dev/null; \
+	done
+
+integration: bin/gatewayd bin/gatewayd-san
+	GATEWAYD=$(CURDIR)/bin/gatewayd-san /usr/bin/python3 \
+	    tests/integration/run.py
+
+test: unit integration
+
+demo: bin/gatewayd
+	/usr/bin/python3 tools/demo.py
+
+deps:
+	./.ci/deps.sh
+
+FUZZERS := fuzz_toml fuzz_mustache fuzz_job
+fuzz: $(FUZZERS:%=build/fuzz/%)
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p build/fuzz
+	clang $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    $(PKGCFLAGS) -I. $^ $(PKGLIBS) -o $@
+
+style:
+	clang-format --dry-run --Werror $(wildcard common/*.[ch] gateway/*.[ch] \
+	    channels/*.[ch] templates/*.[ch] scheduler/*.[ch])
+
+clean:
+	rm -rf build bin
+
+.PHONY: all unit integration test demo deps fuzz style clean
+.SECONDARY:

@@ -1,0 +1,91 @@
+/*
+ * channel.h -- the channel vtable (DESIGN.md section 5). A backend is a
+ * const table of functions chosen by the provider's type; the dispatcher
+ * hands it one message at a time and hears the outcome through a callback.
+ * Channels never see Redis.
+ */
+#ifndef GW_CHANNEL_H
+#define GW_CHANNEL_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/log.h"
+#include "../gateway/config.h"
+
+enum send_result { SEND_OK, SEND_TEMPFAIL, SEND_PERMFAIL };
+
+/* One message to send. Everything is borrowed from the dispatcher and
+ * stays valid until the done callback has returned. */
+struct message {
+    const char     *key;        /* ledger key; stable across retries */
+    enum gw_channel channel;
+    const char     *campaign;   /* NULL for triggered messages */
+    const char     *customer;
+    const char     *provider;
+    const char     *template;
+    const char     *class;
+    const json_t   *recipient;
+    const json_t   *vars;       /* campaign or message vars, or NULL */
+    int             attempt;    /* 1 on the first try */
+    struct log_ctx  log;
+};
+
+struct send_outcome {
+    enum send_result result;
+    int         final;          /* the provider is the end point: nothing
+                                   further (no receipt) will come */
+    const char *provider_id;    /* the provider's id for it, or NULL */
+    const char *reply;          /* the provider's reply text, or NULL */
+};
+
+struct channel;
+
+/* Runs exactly once per successful send, never inside send(). The outcome
+ * and its strings are borrowed for the duration of the call. */
+typedef void channel_done_cb(struct message *m, const struct send_outcome *o,
+                             void *arg);
+typedef void channel_closed_cb(struct channel *ch, void *arg);
+
+struct channel_stats {
+    uint64_t sent, tempfail, permfail;
+    unsigned inflight;
+};
+
+struct channel_ops {
+    const char *name;           /* the provider type: "outbox", ... */
+    int  (*open)(struct channel *ch, const struct conf_provider *conf);
+    /* 0: cb will run once, later. <0: failed at once, cb never runs. */
+    int  (*send)(struct channel *ch, struct message *m, channel_done_cb *cb,
+                 void *arg);
+    /* Finish or hand back in-flight work, then call channel_closed(). */
+    void (*close)(struct channel *ch);
+    void (*stats)(struct channel *ch, struct channel_stats *out);
+};
+
+struct channel {
+    const struct channel_ops    *ops;
+    const struct conf_provider  *conf;  /* borrowed from the config */
+    uv_loop_t                   *loop;
+    void                        *priv;  /* the backend's state */
+    struct log_ctx               log;
+    channel_closed_cb           *on_closed;
+    void                        *closed_arg;
+};
+
+extern const struct channel_ops outbox_ops;
+
+/* Open the backend named by conf->type. *out is new; ch_close frees it. */
+int ch_open(struct channel **out, uv_loop_t *loop,
+            const struct conf_provider *conf);
+int ch_send(struct channel *ch, struct message *m, channel_done_cb *cb,
+            void *arg);
+/* Asynchronous; cb runs once the backend is done; ch is freed right after
+ * cb returns. */
+void ch_close(struct channel *ch, channel_closed_cb *cb, void *arg);
+void ch_stats(struct channel *ch, struct channel_stats *out);
+/* Called by a backend when its close has finished. */
+void channel_closed(struct channel *ch);
+
+#endif

@@ -1,0 +1,648 @@
+/*
+ * config.c -- gateway.toml: parse with our TOML parser, apply --set
+ * overrides, check every key against the schema below and fill struct
+ * config. The schema is the single list of known keys: gateway.toml.example
+ * and docs/config.md document the same list, and a test checks that the
+ * example passes --check.
+ */
+#include "config.h"
+
+#include "../common/err.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum key_type { K_STR, K_INT, K_BOOL, K_CHANNELS, K_CHOICE };
+
+struct key_spec {
+    const char *name;
+    enum key_type type;
+    size_t      off;            /* into struct config / conf_provider */
+    int64_t     min, max;       /* K_INT */
+    const char *def_str;        /* K_STR / K_CHOICE default */
+    int64_t     def_int;        /* K_INT / K_BOOL default */
+    const char *const *choices; /* K_CHOICE */
+};
+
+static const char *const level_choices[] = {
+    "error", "warn", "info", "debug", NULL
+};
+static const char *const in_doubt_choices[] = { "resend", "hold", NULL };
+static const char *const provider_types[] = { "outbox", NULL };
+
+#define C(f) offsetof(struct config, f)
+#define P(f) offsetof(struct conf_provider, f)
+
+static const struct key_spec gateway_keys[] = {
+    { "consumer", K_STR, C(consumer), 0, 0, NULL, 0, NULL },
+    { "log_level", K_CHOICE, C(log_level), 0, 0, "info", 0, level_choices },
+    { "shutdown_timeout_ms", K_INT, C(shutdown_timeout_ms), 0, 3600000,
+      NULL, 30000, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+static const struct key_spec redis_keys[] = {
+    { "url", K_STR, C(redis_url), 0, 0, "redis://127.0.0.1:6379/0", 0, NULL },
+    { "prefix", K_STR, C(prefix), 0, 0, "gw:", 0, NULL },
+    { "timeout_ms", K_INT, C(redis_timeout_ms), 100, 600000, NULL, 5000,
+      NULL },
+    { "reconnect_max_ms", K_INT, C(reconnect_max_ms), 100, 600000, NULL,
+      5000, NULL },
+    { "events_maxlen", K_INT, C(events_maxlen), 1000, INT64_C(1) << 40,
+      NULL, 1000000, NULL },
+    { "ledger_ttl_s", K_INT, C(ledger_ttl_s), 60, INT64_C(1) << 32, NULL,
+      30 * 86400, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+static const struct key_spec intake_keys[] = {
+    { "batch", K_INT, C(intake_batch), 1, 10000, NULL, 100, NULL },
+    { "block_ms", K_INT, C(block_ms), 10, 60000, NULL, 1000, NULL },
+    { "claim_idle_ms", K_INT, C(claim_idle_ms), 1000, INT64_C(1) << 32,
+      NULL, 600000, NULL },
+    { "max_deliveries", K_INT, C(max_deliveries), 1, 1000, NULL, 5, NULL },
+    { "max_job_bytes", K_INT, C(max_job_bytes), 1024, 512 << 20, NULL,
+      8 << 20, NULL },
+    { "max_recipients_inline", K_INT, C(max_recipients_inline), 1, 1000000,
+      NULL, 10000, NULL },
+    { "expand_batch", K_INT, C(expand_batch), 1, 10000, NULL, 500, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+static const struct key_spec dispatch_keys[] = {
+    { "batch", K_INT, C(dispatch_batch), 1, 10000, NULL, 256, NULL },
+    { "max_inflight", K_INT, C(max_inflight), 1, 1000000, NULL, 2048, NULL },
+    { "retry_base_ms", K_INT, C(retry_base_ms), 100, INT64_C(1) << 32, NULL,
+      60000, NULL },
+    { "retry_max_ms", K_INT, C(retry_max_ms), 100, INT64_C(1) << 32, NULL,
+      3600000, NULL },
+    { "max_attempts", K_INT, C(max_attempts), 1, 1000, NULL, 10, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+static const struct key_spec http_keys[] = {
+    { "listen", K_STR, C(http_listen), 0, 0, "127.0.0.1:8025", 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+
+#define CH(f) offsetof(struct conf_channel, f)
+static const struct key_spec channel_keys[] = {
+    { "provider", K_STR, CH(provider), 0, 0, NULL, 0, NULL },
+    { "in_doubt", K_CHOICE, CH(in_doubt), 0, 0, "resend", 0, in_doubt_choices },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+static const struct key_spec provider_keys[] = {
+    { "type", K_CHOICE, P(type), 0, 0, NULL, 0, provider_types },
+    { "channels", K_CHANNELS, P(channels), 0, 0, NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+static const struct key_spec outbox_keys[] = {
+    { "dir", K_STR, P(dir), 0, 0, NULL, 0, NULL },
+    { "fsync", K_BOOL, P(fsync), 0, 1, NULL, 1, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+
+static const struct {
+    const char *name;
+    const struct key_spec *keys;
+} sections[] = {
+    { "gateway", gateway_keys },
+    { "redis", redis_keys },
+    { "intake", intake_keys },
+    { "dispatch", dispatch_keys },
+    { "http", http_keys },
+    { "channel", NULL },        /* [channel.email|sms|fax] */
+    { "provider", NULL },       /* [provider.NAME] */
+};
+#define NSECTIONS (sizeof sections / sizeof sections[0])
+
+static const char *const channel_names[CH_COUNT] = { "email", "sms", "fax" };
+
+struct loader {
+    struct config *c;
+    char *err;
+    size_t errlen;
+};
+
+static int
+fail(struct loader *ld, const struct toml_node *n, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n && n->line > 0)
+        snprintf(ld->err, ld->errlen, "%s:%d:%d: %s", ld->c->path, n->line,
+                 n->col, msg);
+    else
+        snprintf(ld->err, ld->errlen, "%s: %s", ld->c->path, msg);
+    return GW_ECONFIG;
+}
+
+int
+gw_channel_parse(const char *s)
+{
+    for (int i = 0; i < CH_COUNT; i++)
+        if (strcmp(s, channel_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *
+gw_channel_name(enum gw_channel ch)
+{
+    return (unsigned)ch < CH_COUNT ? channel_names[ch] : "?";
+}
+
+static size_t
+edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64], prev, tmp;
+
+    if (lb >= 64 || la >= 64)
+        return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            tmp = row[j];
+            size_t best = prev + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            prev = tmp;
+        }
+    }
+    return row[lb];
+}
+
+const char *
+conf_suggest(const char *word, const char *const *candidates)
+{
+    const char *best = NULL;
+    size_t bestd = (size_t)-1, limit;
+
+    for (size_t i = 0; candidates[i]; i++) {
+        size_t d = edit_distance(word, candidates[i]);
+        if (d < bestd) {
+            bestd = d;
+            best = candidates[i];
+        }
+    }
+    /* Beyond a third of the word, a "did you mean" is noise. */
+    limit = strlen(word) / 3 + 1;
+    if (limit < 2)
+        limit = 2;
+    return bestd <= limit ? best : NULL;
+}
+
+static int
+unknown_key(struct loader *ld, const struct toml_node *n, const char *where,
+            const struct key_spec *keys, const struct key_spec *more)
+{
+    const char *cand[64];
+    size_t nc = 0;
+    const char *s;
+
+    for (size_t i = 0; keys && keys[i].name && nc < 62; i++)
+        cand[nc++] = keys[i].name;
+    for (size_t i = 0; more && more[i].name && nc < 62; i++)
+        cand[nc++] = more[i].name;
+    cand[nc] = NULL;
+    if ((s = conf_suggest(n->key, cand)) != NULL)
+        return fail(ld, n, "unknown key '%s' in %s (did you mean '%s'?)",
+                    n->key, where, s);
+    return fail(ld, n, "unknown key '%s' in %s", n->key, where);
+}
+
+static const struct key_spec *
+spec_find(const struct key_spec *keys, const char *name)
+{
+    for (size_t i = 0; keys && keys[i].name; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* Check one value against its spec and store it at base + spec->off. */
+static int
+store(struct loader *ld, const struct key_spec *k, const struct toml_node *v,
+      void *base, const char *where)
+{
+    char *p = (char *)base + k->off;
+
+    switch (k->type) {
+    case K_STR:
+    case K_CHOICE:
+        if (v->type != TOML_STRING)
+            return fail(ld, v, "%s.%s must be a string, not %s", where,
+                        k->name, toml_type_name(v->type));
+        if (strlen(v->u.str.s) != v->u.str.len)
+            return fail(ld, v, "%s.%s must not contain NUL", where, k->name);
+        if (k->type == K_CHOICE) {
+            size_t i;
+            for (i = 0; k->choices[i]; i++)
+                if (strcmp(k->choices[i], v->u.str.s) == 0)
+                    break;
+            if (!k->choices[i]) {
+                const char *s = conf_suggest(v->u.str.s, k->choices);
+                return fail(ld, v, "%s.%s: '%s' is not one of the allowed "
+                            "values%s%s%s", where, k->name, v->u.str.s,
+                            s ? " (did you mean '" : "", s ? s : "",
+                            s ? "'?)" : "");
+            }
+        }
+        {
+            char **dst = (char **)(void *)p;
+            free(*dst);
+            if ((*dst = strdup(v->u.str.s)) == NULL)
+                return -ENOMEM;
+        }
+        return 0;
+    case K_INT:
+        if (v->type != TOML_INT)
+            return fail(ld, v, "%s.%s must be an integer, not %s", where,
+                        k->name, toml_type_name(v->type));
+        if (v->u.i < k->min || v->u.i > k->max)
+            return fail(ld, v, "%s.%s = %lld is out of range [%lld, %lld]",
+                        where, k->name, (long long)v->u.i,
+                        (long long)k->min, (long long)k->max);
+        *(int64_t *)(void *)p = v->u.i;
+        return 0;
+    case K_BOOL:
+        if (v->type != TOML_BOOL)
+            return fail(ld, v, "%s.%s must be true or false, not %s", where,
+                        k->name, toml_type_name(v->type));
+        *(int *)(void *)p = v->u.b;
+        return 0;
+    case K_CHANNELS: {
+        unsigned mask = 0;
+        if (v->type != TOML_ARRAY)
+            return fail(ld, v, "%s.%s must be an array of channel names",
+                        where, k->name);
+        for (const struct toml_node *e = v->child; e; e = e->next) {
+            int ch;
+            if (e->type != TOML_STRING ||
+                (ch = gw_channel_parse(e->u.str.s)) < 0)
+                return fail(ld, e, "%s.%s: channels are \"email\", \"sms\" "
+                            "and \"fax\"", where, k->name);
+            mask |= 1u << ch;
+        }
+        if (mask == 0)
+            return fail(ld, v, "%s.%s must name at least one channel",
+                        where, k->name);
+        *(unsigned *)(void *)p = mask;
+        return 0;
+    }
+    }
+    return GW_EINVAL;
+}
+
+static int
+defaults(const struct key_spec *keys, void *base)
+{
+    for (size_t i = 0; keys[i].name; i++) {
+        const struct key_spec *k = &keys[i];
+        char *p = (char *)base + k->off;
+
+        if (k->type == K_INT)
+            *(int64_t *)(void *)p = k->def_int;
+        else if (k->type == K_BOOL)
+            *(int *)(void *)p = (int)k->def_int;
+        else if ((k->type == K_STR || k->type == K_CHOICE) && k->def_str) {
+            if ((*(char **)(void *)p = strdup(k->def_str)) == NULL)
+                return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static int
+load_table(struct loader *ld, const struct toml_node *t,
+           const struct key_spec *keys, const struct key_spec *more,
+           void *base, const char *where)
+{
+    int rc;
+
+    if (t->type != TOML_TABLE)
+        return fail(ld, t, "%s must be a table", where);
+    for (const struct toml_node *n = t->child; n; n = n->next) {
+        const struct key_spec *k = spec_find(keys, n->key);
+        if (!k && more)
+            k = spec_find(more, n->key);
+        if (!k)
+            return unknown_key(ld, n, where, keys, more);
+        if ((rc = store(ld, k, n, base, where)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+load_channels(struct loader *ld, const struct toml_node *t)
+{
+    char where[64];
+    int rc;
+
+    if (t->type != TOML_TABLE)
+        return fail(ld, t, "[channel] must be a table of channels");
+    for (const struct toml_node *n = t->child; n; n = n->next) {
+        int ch = gw_channel_parse(n->key);
+        if (ch < 0) {
+            const char *s = conf_suggest(n->key, channel_names);
+            return fail(ld, n, "unknown channel '%s'%s%s%s", n->key,
+                        s ? " (did you mean '" : "", s ? s : "",
+                        s ? "'?)" : "");
+        }
+        snprintf(where, sizeof where, "channel.%s", n->key);
+        if ((rc = load_table(ld, n, channel_keys, NULL, &ld->c->channel[ch],
+                             where)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+load_providers(struct loader *ld, const struct toml_node *t)
+{
+    struct config *c = ld->c;
+    char where[160];
+    int rc;
+
+    if (t->type != TOML_TABLE)
+        return fail(ld, t, "[provider] must be a table of providers");
+    for (const struct toml_node *n = t->child; n; n = n->next) {
+        struct conf_provider *p;
+        const struct toml_node *ty;
+        const struct key_spec *more = NULL;
+
+        if (c->nprovider == CONF_MAX_PROVIDERS)
+            return fail(ld, n, "more than %d providers", CONF_MAX_PROVIDERS);
+        snprintf(where, sizeof where, "provider.%s", n->key);
+        if (n->type != TOML_TABLE)
+            return fail(ld, n, "%s must be a table", where);
+        if ((ty = toml_get(n, "type")) == NULL)
+            return fail(ld, n, "%s: missing key 'type' (one of: outbox)",
+                        where);
+        if (ty->type == TOML_STRING && strcmp(ty->u.str.s, "outbox") == 0)
+            more = outbox_keys;
+        p = &c->provider[c->nprovider++];
+        if ((p->name = strdup(n->key)) == NULL)
+            return -ENOMEM;
+        p->node = n;
+        p->channels = (1u << CH_COUNT) - 1;
+        if (more && (rc = defaults(more, p)) < 0)
+            return rc;
+        if ((rc = load_table(ld, n, provider_keys, more, p, where)) < 0)
+            return rc;
+        if (strcmp(p->type, "outbox") == 0 && (!p->dir || !*p->dir))
+            return fail(ld, n, "%s: an outbox provider needs 'dir'", where);
+    }
+    return 0;
+}
+
+/* "a.b=value": value is TOML if it parses, else taken as a bare string. */
+static int
+apply_set(struct loader *ld, const char *set)
+{
+    struct toml_error te;
+    const char *eq = strchr(set, '=');
+    char *path, *quoted;
+    size_t vlen;
+    int rc;
+
+    if (!eq || eq == set) {
+        snprintf(ld->err, ld->errlen, "--set %s: expected section.key=value",
+                 set);
+        return GW_ECONFIG;
+    }
+    if ((path = strndup(set, (size_t)(eq - set))) == NULL)
+        return -ENOMEM;
+    rc = toml_set_path(ld->c->root, path, eq + 1, &te);
+    if (rc == GW_EPARSE) {
+        /* Quote it as a basic string, escaping what TOML requires. */
+        vlen = strlen(eq + 1);
+        if ((quoted = malloc(vlen * 6 + 3)) == NULL) {
+            free(path);
+            return -ENOMEM;
+        }
+        char *q = quoted;
+        *q++ = '"';
+        for (const unsigned char *s = (const unsigned char *)eq + 1; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                q += sprintf(q, "\\%c", *s);
+            else if (*s < 0x20 || *s == 0x7f)
+                q += sprintf(q, "\\u%04x", *s);
+            else
+                *q++ = (char)*s;
+        }
+        *q++ = '"';
+        *q = 0;
+        rc = toml_set_path(ld->c->root, path, quoted, &te);
+        free(quoted);
+    }
+    if (rc < 0)
+        snprintf(ld->err, ld->errlen, "--set %s: %s", set, te.msg);
+    free(path);
+    return rc < 0 ? GW_ECONFIG : 0;
+}
+
+static int
+read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *p = NULL;
+    size_t n = 0, cap = 0, r;
+
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return GW_ECONFIG;
+    }
+    do {
+        if (cap - n < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (16u << 20)) {
+                snprintf(err, errlen, "%s: file too large", path);
+                fclose(f);
+                free(p);
+                return GW_ECONFIG;
+            }
+            char *np = realloc(p, cap);
+            if (!np) {
+                fclose(f);
+                free(p);
+                return -ENOMEM;
+            }
+            p = np;
+        }
+        r = fread(p + n, 1, cap - n, f);
+        n += r;
+    } while (r > 0);
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        fclose(f);
+        free(p);
+        return GW_ECONFIG;
+    }
+    fclose(f);
+    *out = p;
+    *len = n;
+    return 0;
+}
+
+int
+conf_load(struct config **out, const char *path, char *const *sets,
+          size_t nsets, char *err, size_t errlen)
+{
+    struct loader ld = { NULL, err, errlen };
+    struct toml_error te;
+    struct config *c;
+    char *src = NULL;
+    size_t len;
+    int rc;
+
+    if ((c = calloc(1, sizeof *c)) == NULL)
+        return -ENOMEM;
+    ld.c = c;
+    if ((c->path = strdup(path)) == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < CH_COUNT; i++)
+        if ((rc = defaults(channel_keys, &c->channel[i])) < 0)
+            goto out;
+    if ((rc = read_file(path, &src, &len, err, errlen)) < 0)
+        goto out;
+    if (toml_parse(&c->root, src, len, &te) < 0) {
+        snprintf(err, errlen, "%s:%d:%d: %s", path, te.line, te.col, te.msg);
+        rc = GW_ECONFIG;
+        goto out;
+    }
+    for (size_t i = 0; i < nsets; i++)
+        if ((rc = apply_set(&ld, sets[i])) < 0)
+            goto out;
+
+    if ((rc = defaults(gateway_keys, c)) < 0 ||
+        (rc = defaults(redis_keys, c)) < 0 ||
+        (rc = defaults(intake_keys, c)) < 0 ||
+        (rc = defaults(dispatch_keys, c)) < 0 ||
+        (rc = defaults(http_keys, c)) < 0)
+        goto out;
+
+    for (const struct toml_node *n = c->root->child; n; n = n->next) {
+        size_t s;
+        const char *names[NSECTIONS + 1];
+
+        for (s = 0; s < NSECTIONS; s++)
+            if (strcmp(sections[s].name, n->key) == 0)
+                break;
+        if (s == NSECTIONS) {
+            const char *hint;
+            for (s = 0; s < NSECTIONS; s++)
+                names[s] = sections[s].name;
+            names[NSECTIONS] = NULL;
+            hint = conf_suggest(n->key, names);
+            rc = hint ? fail(&ld, n, "unknown section '%s' (did you mean "
+                             "'%s'?)", n->key, hint)
+                      : fail(&ld, n, "unknown section '%s'", n->key);
+            goto out;
+        }
+        if (strcmp(n->key, "channel") == 0)
+            rc = load_channels(&ld, n);
+        else if (strcmp(n->key, "provider") == 0)
+            rc = load_providers(&ld, n);
+        else
+            rc = load_table(&ld, n, sections[s].keys, NULL, c, n->key);
+        if (rc < 0)
+            goto out;
+    }
+
+    /* Cross-checks. */
+    if (!c->consumer || !*c->consumer) {
+        char host[256];
+        if (gethostname(host, sizeof host) != 0)
+            strcpy(host, "gateway");
+        host[sizeof host - 1] = 0;
+        free(c->consumer);
+        if ((c->consumer = strdup(host)) == NULL) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    if (strncmp(c->redis_url, "redis://", 8) != 0 &&
+        strncmp(c->redis_url, "unix://", 7) != 0) {
+        rc = fail(&ld, toml_get(toml_get(c->root, "redis"), "url"),
+                  "redis.url must start with redis:// or unix://");
+        goto out;
+    }
+    for (int ch = 0; ch < CH_COUNT; ch++) {
+        const struct conf_provider *p;
+        const char *name = c->channel[ch].provider;
+
+        c->channel[ch].in_doubt_resend =
+            strcmp(c->channel[ch].in_doubt, "resend") == 0;
+
+        if (!name)
+            continue;
+        if ((p = conf_provider_find(c, name)) == NULL) {
+            const struct toml_node *t = toml_get(c->root, "channel");
+            t = t ? toml_get(t, channel_names[ch]) : NULL;
+            rc = fail(&ld, t ? toml_get(t, "provider") : NULL,
+                      "channel.%s.provider: no provider named '%s'",
+                      channel_names[ch], name);
+            goto out;
+        }
+        if (!(p->channels & (1u << ch))) {
+            rc = fail(&ld, p->node, "provider '%s' does not serve channel "
+                      "'%s' (see its 'channels')", name, channel_names[ch]);
+            goto out;
+        }
+    }
+    *out = c;
+    c = NULL;
+    rc = 0;
+out:
+    free(src);
+    conf_free(c);
+    return rc;
+}
+
+const struct conf_provider *
+conf_provider_find(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->nprovider; i++)
+        if (strcmp(c->provider[i].name, name) == 0)
+            return &c->provider[i];
+    return NULL;
+}
+
+void
+conf_free(struct config *c)
+{
+    if (!c)
+        return;
+    free(c->path);
+    free(c->consumer);
+    free(c->log_level);
+    free(c->redis_url);
+    free(c->prefix);
+    free(c->http_listen);
+    for (int i = 0; i < CH_COUNT; i++) {
+        free(c->channel[i].provider);
+        free(c->channel[i].in_doubt);
+    }
+    for (size_t i = 0; i < c->nprovider; i++) {
+        free(c->provider[i].name);
+        free(c->provider[i].type);
+        free(c->provider[i].dir);
+    }
+    toml_free(c->root);
+    free(c);
+}

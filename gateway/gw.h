@@ -1,0 +1,174 @@
+/*
+ * gw.h -- the daemon's shared context and the interfaces between the
+ * gateway's internal modules (intake, expansion, dispatch, track, http,
+ * metrics). Internal to gateway/: channels, templates and scheduler never
+ * include it.
+ */
+#ifndef GW_GW_H
+#define GW_GW_H
+
+#include <glib.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../channels/channel.h"
+#include "../common/log.h"
+#include "config.h"
+#include "job.h"
+#include "metrics.h"
+#include "redis.h"
+#include "state.h"
+
+#define GW_GROUP "gateway"
+
+/* One stream entry we read, owned until stream_done(). */
+struct entry {
+    struct stream *s;
+    char          *id;
+    char          *payload;     /* the job / message JSON, or NULL */
+    size_t         len;
+    unsigned       deliveries;  /* 1 for a first read */
+    struct entry  *next;        /* free for the handler's lists */
+};
+
+typedef void stream_handler_cb(struct gw *g, struct entry **e, size_t n);
+
+/* A stream this consumer reads through the group. */
+struct stream {
+    struct gw         *g;
+    const char        *name;    /* metric label: "jobs", "email", ... */
+    char              *key;
+    const char        *field;   /* the entry field holding the payload */
+    stream_handler_cb *handler;
+    unsigned           batch;
+    unsigned           max_inflight;
+    unsigned           inflight;
+    int                live;    /* own pending entries re-read */
+    int                recovering;  /* a recovery read is outstanding */
+    int                claiming;
+    char              *cursor;  /* recovery position in our PEL */
+    GHashTable        *ids;     /* ids in flight here, so a re-read after a
+                                   reconnect does not run them twice */
+    int64_t            length, pending;  /* for metrics */
+};
+
+enum { S_JOBS, S_EMAIL, S_SMS, S_FAX, S_COUNT };
+
+struct keys {
+    char *jobs, *dead, *events, *delayed;
+    char *q[CH_COUNT];
+    char *prefix;
+};
+
+struct gw {
+    uv_loop_t        *loop;
+    struct config    *conf;
+    struct redis_addr raddr;
+    struct gw_redis  *cmd;      /* commands and scripts */
+    struct gw_redis  *blk;      /* blocking XREADGROUP only */
+    struct keys       k;
+    struct stream     streams[S_COUNT];
+    int               groups_ready;
+    int               reading;  /* a blocking read is outstanding */
+    int               stopping;
+    uv_timer_t        claim_timer, stats_timer, lag_timer, retry_timer,
+                      promote_timer;
+    uv_check_t        flush_check;
+    uv_signal_t       sig_term, sig_int, sig_hup;
+    uint64_t          lag_expected;
+    struct channel   *chan[CONF_MAX_PROVIDERS];
+    size_t            nchan;
+    struct metrics    m;
+    struct dispatch  *dp;
+    struct expander  *ex;
+    struct http      *http;
+    struct ops       *retry;    /* Redis work to resend after a reconnect */
+    char             *config_path;
+    char            **sets;
+    size_t            nsets;
+    int               exit_code;
+};
+
+/* A batch of Redis work that must not be lost when the connection drops:
+ * it is resent when Redis is back. */
+struct ops {
+    struct gw   *g;
+    const struct gw_script *script;
+    int          numkeys;
+    GPtrArray   *args;          /* owned char* (keys, then arguments) */
+    GArray      *lens;
+    void       (*done)(struct ops *o, redisReply *r);
+    void        *arg;
+    struct ops  *next;
+    int          tries;
+};
+
+/* track.c: the Lua scripts and the ledger */
+struct scripts {
+    struct gw_script expand, enqueue, dead, campaign, control, begin, finish,
+                     promote;
+};
+extern struct scripts gw_scripts;
+int  track_init(void);
+void track_free(void);
+struct ops *ops_new(struct gw *g, const struct gw_script *s,
+                    void (*done)(struct ops *, redisReply *), void *arg);
+void ops_key(struct ops *o, const char *k);
+void ops_arg(struct ops *o, const char *a);
+void ops_argn(struct ops *o, const char *a, size_t len);
+void ops_argi(struct ops *o, int64_t v);
+/* Send; on a lost connection it is kept and resent after a reconnect. */
+void ops_run(struct ops *o);
+void ops_free(struct ops *o);
+void ops_retry_all(struct gw *g);
+/* Forced shutdown: run every parked batch's callback with no reply. */
+void ops_drop_all(struct gw *g);
+/* Resend parked work in a second (after a script error). */
+void gw_schedule_retry(struct gw *g);
+/* The common ARGV head of every ledger script: now, events maxlen, ttl. */
+void ops_head(struct ops *o);
+int64_t gw_now_ms(void);
+
+/* intake.c: streams, recovery, claims, dead letters, jobs */
+int  intake_init(struct gw *g);
+void intake_redis_state(struct gw *g);
+void intake_kick(struct gw *g);
+void intake_stop(struct gw *g);
+void intake_free(struct gw *g);
+void stream_done(struct entry *e);
+void entry_free(struct entry *e);
+/* Dead-letter entries of s with one reason each (acks them). */
+void dead_letter(struct gw *g, struct entry *e, enum dead_class cls,
+                 const char *reason);
+/* XACK + XDEL an entry, then stream_done(). */
+void entry_ack(struct gw *g, struct entry *e);
+
+/* The queue entry of one message (new string; free). */
+char *message_payload(const struct job *j, const json_t *recipient,
+                      const char *key, const char *campaign);
+
+/* expand.c: campaign and control jobs, audience expansion. Both take j. */
+void campaign_job(struct gw *g, struct job *j, struct entry *e);
+void control_job(struct gw *g, struct job *j, struct entry *e);
+int  expander_init(struct gw *g);
+void expander_heartbeat(struct gw *g);
+int  expander_busy(struct gw *g);
+void expander_free(struct gw *g);
+
+/* dispatch.c: queues -> channels -> ledger */
+int  dispatch_init(struct gw *g);
+void dispatch_entries(struct gw *g, struct entry **e, size_t n);
+void dispatch_flush(struct gw *g);
+/* Forced shutdown: forget outcomes not yet written (entries stay
+ * pending, and are re-read by the next start). */
+void dispatch_drop(struct gw *g);
+unsigned dispatch_inflight(struct gw *g);
+void dispatch_free(struct gw *g);
+
+/* http.c: /metrics, /healthz */
+int  http_start(struct gw *g);
+void http_stop(struct gw *g);
+
+#endif

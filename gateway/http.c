@@ -1,0 +1,267 @@
+/*
+ * http.c -- the gateway's HTTP server: h2o (its libuv build) on the
+ * daemon's own loop. GET /metrics (Prometheus text) and GET /healthz
+ * (whether Redis is reachable) for now; unsubscribe, tracking, webhooks
+ * and the admin API plug in here.
+ */
+#include "gw.h"
+
+#include "../common/buf.h"
+#include "../common/err.h"
+
+#include <arpa/inet.h>
+#include <h2o.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct log_ctx lg = { "http", NULL };
+
+#define IDLE_MS 3000
+
+struct http {
+    struct gw        *g;
+    h2o_globalconf_t  config;
+    h2o_context_t     ctx;
+    h2o_accept_ctx_t  accept;
+    uv_tcp_t          listener;
+    uv_timer_t        closing;      /* waits for connections at shutdown */
+    unsigned          conns;        /* accepted and not yet closed */
+    uint64_t          deadline;
+};
+
+/* A connection's handle; h2o closes it, we count it. */
+struct conn {
+    uv_tcp_t          tcp;
+    struct http      *h;
+};
+
+struct gw_handler {
+    h2o_handler_t     super;        /* first: h2o hands us this pointer */
+    struct gw        *g;
+};
+
+static int stopping;
+
+static int
+reply(h2o_req_t *req, int status, const char *reason, const char *type,
+      const char *body, size_t len)
+{
+    if (stopping)
+        req->http1_is_persistent = 0;   /* no new idle connections */
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
+                   NULL, type, strlen(type));
+    h2o_send_inline(req, body, len);
+    return 0;
+}
+
+static int
+is_get(h2o_req_t *req)
+{
+    return h2o_memis(req->method.base, req->method.len,
+                     H2O_STRLIT("GET")) ||
+           h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+}
+
+static int
+on_metrics(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct gw *g = ((struct gw_handler *)self)->g;
+    struct buf b;
+    int rc;
+
+    if (!is_get(req))
+        return reply(req, 405, "Method Not Allowed", "text/plain",
+                     H2O_STRLIT("GET only\n"));
+    buf_init(&b, 4u << 20);
+    metrics_render(g, &b);
+    /* h2o_send_inline copies the body into the request's pool. */
+    rc = reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+               buf_cstr(&b), b.len);
+    buf_free(&b);
+    return rc;
+}
+
+static int
+on_healthz(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct gw *g = ((struct gw_handler *)self)->g;
+
+    if (!is_get(req))
+        return reply(req, 405, "Method Not Allowed", "text/plain",
+                     H2O_STRLIT("GET only\n"));
+    if (gw_redis_is_up(g->cmd) && g->groups_ready)
+        return reply(req, 200, "OK", "text/plain", H2O_STRLIT("ok\n"));
+    return reply(req, 503, "Service Unavailable", "text/plain",
+                 H2O_STRLIT("redis unreachable\n"));
+}
+
+static void
+add_path(struct http *h, h2o_hostconf_t *host, const char *path,
+         int (*fn)(h2o_handler_t *, h2o_req_t *))
+{
+    h2o_pathconf_t *pc = h2o_config_register_path(host, path, 0);
+    struct gw_handler *hd = (struct gw_handler *)h2o_create_handler(
+        pc, sizeof *hd);
+
+    hd->super.on_req = fn;
+    hd->g = h->g;
+}
+
+static void
+on_conn_closed(uv_handle_t *hd)
+{
+    struct conn *c = (struct conn *)(void *)hd;
+
+    c->h->conns--;
+    free(c);
+}
+
+static void
+on_accept(uv_stream_t *listener, int status)
+{
+    struct http *h = listener->data;
+    struct conn *c;
+    h2o_socket_t *sock;
+
+    if (status < 0 || (c = malloc(sizeof *c)) == NULL)
+        return;
+    c->h = h;
+    h->conns++;
+    uv_tcp_init(listener->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        return;
+    }
+    sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    h2o_accept(&h->accept, sock);
+}
+
+static void
+on_failed_closed(uv_handle_t *hd)
+{
+    free(hd->data);
+}
+
+static int
+parse_listen(const char *s, struct sockaddr_storage *ss)
+{
+    char host[128];
+    const char *colon = strrchr(s, ':');
+    int port;
+
+    if (!colon || (size_t)(colon - s) >= sizeof host)
+        return GW_EINVAL;
+    port = atoi(colon + 1);
+    if (port < 0 || port > 65535)
+        return GW_EINVAL;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = 0;
+    if (host[0] == '[') {
+        size_t n = strlen(host);
+        if (n < 2 || host[n - 1] != ']')
+            return GW_EINVAL;
+        host[n - 1] = 0;
+        return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)ss) == 0
+               ? 0 : GW_EINVAL;
+    }
+    return uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0
+           ? 0 : GW_EINVAL;
+}
+
+int
+http_start(struct gw *g)
+{
+    struct http *h = calloc(1, sizeof *h);
+    struct sockaddr_storage ss;
+    h2o_hostconf_t *host;
+    int rc;
+
+    if (!h)
+        return -1;
+    h->g = g;
+    if (parse_listen(g->conf->http_listen, &ss) < 0) {
+        log_error(&lg, "http.listen '%s': expected IP:PORT",
+                  g->conf->http_listen);
+        free(h);
+        return GW_ECONFIG;
+    }
+    h2o_config_init(&h->config);
+    /* Idle connections end after this, which bounds the wait at shutdown
+     * (h2o 2.2 does not close idle HTTP/1 connections on request). */
+    h->config.http1.req_timeout = IDLE_MS;
+    h->config.http2.idle_timeout = IDLE_MS;
+    h->config.http2.graceful_shutdown_timeout = IDLE_MS;
+    host = h2o_config_register_host(&h->config,
+                                    h2o_iovec_init(H2O_STRLIT("default")),
+                                    65535);
+    add_path(h, host, "/metrics", on_metrics);
+    add_path(h, host, "/healthz", on_healthz);
+    h2o_context_init(&h->ctx, g->loop, &h->config);
+    h->accept.ctx = &h->ctx;
+    h->accept.hosts = h->config.hosts;
+
+    uv_tcp_init(g->loop, &h->listener);
+    h->listener.data = h;
+    if ((rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, 0)) < 0 ||
+        (rc = uv_listen((uv_stream_t *)&h->listener, 128, on_accept)) < 0) {
+        log_error(&lg, "cannot listen on %s: %s", g->conf->http_listen,
+                  uv_strerror(rc));
+        h2o_context_dispose(&h->ctx);
+        h2o_config_dispose(&h->config);
+        uv_close((uv_handle_t *)&h->listener, on_failed_closed);
+        return rc;
+    }
+    uv_timer_init(g->loop, &h->closing);
+    h->closing.data = h;
+    g->http = h;
+    log_info(&lg, "listening on %s", g->conf->http_listen);
+    return 0;
+}
+
+static void
+on_timer_closed(uv_handle_t *hd)
+{
+    struct http *h = hd->data;
+
+    h2o_context_dispose(&h->ctx);
+    h2o_config_dispose(&h->config);
+    free(h);
+}
+
+/* Idle keep-alive connections close on h2o's shutdown request; the context
+ * is disposed only once they have, since its timeouts still hold them. */
+static void
+on_closing(uv_timer_t *t)
+{
+    struct http *h = t->data;
+
+    if (h->conns > 0 && uv_now(t->loop) < h->deadline)
+        return;
+    if (h->conns > 0) {
+        /* Disposing now would free what their timeouts point at. */
+        log_error(&lg, "%u connections did not close; leaving them",
+                  h->conns);
+        uv_timer_stop(t);
+        return;
+    }
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, on_timer_closed);
+}
+
+void
+http_stop(struct gw *g)
+{
+    struct http *h = g->http;
+
+    if (!h)
+        return;
+    g->http = NULL;
+    stopping = 1;
+    uv_close((uv_handle_t *)&h->listener, NULL);
+    h2o_context_request_shutdown(&h->ctx);
+    h->deadline = uv_now(g->loop) + 3 * IDLE_MS;
+    uv_timer_start(&h->closing, on_closing, 10, 10);
+}

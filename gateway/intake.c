@@ -1,0 +1,723 @@
+/*
+ * intake.c -- reading the streams through the consumer group. On every
+ * (re)connect it creates the groups (MKSTREAM), re-reads this consumer's
+ * own pending entries, then switches to new ones with a blocking
+ * XREADGROUP on its own connection; a timer takes over entries idle past
+ * claim_idle from dead consumers (XAUTOCLAIM). An entry delivered more
+ * than max_deliveries times is dead-lettered. Jobs from gw:jobs are
+ * handled here; queue entries go to dispatch.c.
+ */
+#include "gw.h"
+
+#include "../common/err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct log_ctx lg = { "intake", NULL };
+
+static void read_recovery(struct stream *s);
+static void jobs_handler(struct gw *g, struct entry **es, size_t n);
+
+void
+entry_free(struct entry *e)
+{
+    if (!e)
+        return;
+    free(e->id);
+    free(e->payload);
+    free(e);
+}
+
+void
+stream_done(struct entry *e)
+{
+    struct stream *s = e->s;
+
+    g_hash_table_remove(s->ids, e->id);
+    s->inflight--;
+    entry_free(e);
+    intake_kick(s->g);
+}
+
+static void
+on_ack(struct gw_redis *r, redisReply *rep, void *arg)
+{
+    struct entry *e = arg;
+
+    (void)r;
+    (void)rep;  /* lost: the entry stays pending and is re-read later */
+    stream_done(e);
+}
+
+void
+entry_ack(struct gw *g, struct entry *e)
+{
+    const char *argv[] = { "XACK", e->s->key, GW_GROUP, e->id };
+    const char *argv2[] = { "XDEL", e->s->key, e->id };
+
+    /* Pipelined: the XDEL reply tells us both have been applied. */
+    if (gw_redis_cmd(g->cmd, NULL, NULL, 0, 4, argv, NULL) < 0 ||
+        gw_redis_cmd(g->cmd, on_ack, e, 0, 3, argv2, NULL) < 0)
+        stream_done(e);         /* still pending: re-read after reconnect */
+}
+
+static void
+on_dead(struct ops *o, redisReply *rep)
+{
+    struct entry *e = o->arg;
+
+    (void)rep;
+    stream_done(e);
+}
+
+void
+dead_letter(struct gw *g, struct entry *e, enum dead_class cls,
+            const char *reason)
+{
+    struct ops *o = ops_new(g, &gw_scripts.dead, on_dead, e);
+
+    log_warn(&lg, "dead letter %s %s: %s", e->s->key, e->id, reason);
+    g->m.jobs_dead[cls]++;
+    ops_key(o, e->s->key);
+    ops_key(o, g->k.dead);
+    ops_key(o, g->k.events);
+    ops_head(o);
+    ops_arg(o, GW_GROUP);
+    ops_argi(o, 1);
+    ops_arg(o, e->id);
+    ops_arg(o, dead_class_name(cls));
+    ops_arg(o, reason);
+    if (e->payload)
+        ops_argn(o, e->payload, e->len);
+    else
+        ops_arg(o, "");
+    ops_run(o);
+}
+
+/* Copy one [id, [field, value, ...]] reply into a new entry. */
+static struct entry *
+entry_from_reply(struct stream *s, const redisReply *r)
+{
+    struct entry *e;
+    const redisReply *f;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return NULL;
+    if ((e = calloc(1, sizeof *e)) == NULL)
+        fatal("out of memory");
+    e->s = s;
+    e->deliveries = 1;
+    if ((e->id = strdup(r->element[0]->str)) == NULL)
+        fatal("out of memory");
+    f = r->element[1];
+    if (f->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < f->elements; i += 2)
+            if (f->element[i]->type == REDIS_REPLY_STRING &&
+                strcmp(f->element[i]->str, s->field) == 0 &&
+                f->element[i + 1]->type == REDIS_REPLY_STRING) {
+                e->len = f->element[i + 1]->len;
+                if ((e->payload = malloc(e->len + 1)) == NULL)
+                    fatal("out of memory");
+                memcpy(e->payload, f->element[i + 1]->str, e->len);
+                e->payload[e->len] = 0;
+                break;
+            }
+    return e;
+}
+
+/* Hand entries to the stream's handler, skipping ids already in flight
+ * here and dead-lettering those delivered too often. */
+static void
+deliver(struct stream *s, struct entry **es, size_t n)
+{
+    struct gw *g = s->g;
+    size_t k = 0;
+    char reason[160];
+
+    for (size_t i = 0; i < n; i++) {
+        struct entry *e = es[i];
+
+        if (g_hash_table_contains(s->ids, e->id)) {
+            entry_free(e);
+            continue;
+        }
+        g_hash_table_add(s->ids, g_strdup(e->id));
+        s->inflight++;
+        if (e->deliveries > (unsigned)g->conf->max_deliveries &&
+            s == &g->streams[S_JOBS]) {
+            snprintf(reason, sizeof reason, "delivered %u times without an "
+                     "outcome (max_deliveries = %lld)", e->deliveries,
+                     (long long)g->conf->max_deliveries);
+            dead_letter(g, e, DEAD_DELIVERIES, reason);
+            continue;
+        }
+        es[k++] = e;
+    }
+    if (k)
+        s->handler(g, es, k);
+}
+
+/* Entries that were read before (recovery, claims) carry their delivery
+ * counts in XPENDING: look them up, then deliver. */
+struct counted {
+    struct stream *s;
+    struct entry **es;
+    size_t         n;
+    void         (*then)(struct stream *s);
+};
+
+static void
+on_pending(struct gw_redis *r, redisReply *rep, void *arg)
+{
+    struct counted *c = arg;
+
+    (void)r;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        /* No counts: drop our copies; the entries stay pending. */
+        for (size_t i = 0; i < c->n; i++)
+            entry_free(c->es[i]);
+        if (!rep)
+            c->s->recovering = c->s->claiming = 0;
+        goto out;
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *p = rep->element[i];
+        if (p->type != REDIS_REPLY_ARRAY || p->elements < 4)
+            continue;
+        for (size_t j = 0; j < c->n; j++)
+            if (strcmp(c->es[j]->id, p->element[0]->str) == 0)
+                c->es[j]->deliveries = (unsigned)p->element[3]->integer;
+    }
+    deliver(c->s, c->es, c->n);
+    if (c->then)
+        c->then(c->s);
+out:
+    free(c->es);
+    free(c);
+}
+
+static void
+with_counts(struct stream *s, struct entry **es, size_t n,
+            void (*then)(struct stream *s))
+{
+    struct gw *g = s->g;
+    struct counted *c = calloc(1, sizeof *c);
+    char count[24];
+
+    if (!c)
+        fatal("out of memory");
+    c->s = s;
+    c->es = es;
+    c->n = n;
+    c->then = then;
+    snprintf(count, sizeof count, "%zu", n + s->max_inflight);
+    const char *argv[] = { "XPENDING", s->key, GW_GROUP, es[0]->id,
+                           es[n - 1]->id, count, g->conf->consumer };
+    if (gw_redis_cmd(g->cmd, on_pending, c, 0, 7, argv, NULL) < 0) {
+        for (size_t i = 0; i < n; i++)
+            entry_free(es[i]);
+        free(es);
+        free(c);
+        s->recovering = s->claiming = 0;
+    }
+}
+
+static struct entry **
+entries_from(struct stream *s, const redisReply *list, size_t *n)
+{
+    struct entry **es;
+
+    *n = 0;
+    if (!list || list->type != REDIS_REPLY_ARRAY || list->elements == 0)
+        return NULL;
+    if ((es = calloc(list->elements, sizeof *es)) == NULL)
+        fatal("out of memory");
+    for (size_t i = 0; i < list->elements; i++) {
+        struct entry *e = entry_from_reply(s, list->element[i]);
+        if (e)
+            es[(*n)++] = e;
+    }
+    if (*n == 0) {
+        free(es);
+        return NULL;
+    }
+    return es;
+}
+
+static void
+recovery_next(struct stream *s)
+{
+    s->recovering = 0;
+    read_recovery(s);
+}
+
+static void
+on_recovery(struct gw_redis *r, redisReply *rep, void *arg)
+{
+    struct stream *s = arg;
+    struct entry **es;
+    size_t n;
+
+    (void)r;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
+        if (rep && rep->type == REDIS_REPLY_ERROR)
+            log_warn(&lg, "recovery read %s: %s", s->key, rep->str);
+        s->recovering = 0;
+        return;
+    }
+    /* [[key, [entries]]] */
+    es = entries_from(s, rep->element[0]->element[1], &n);
+    if (!es) {
+        s->recovering = 0;
+        s->live = 1;
+        log_info(&lg, "%s: own pending entries re-read; reading new ones",
+                 s->key);
+        intake_kick(s->g);
+        return;
+    }
+    free(s->cursor);
+    s->cursor = strdup(es[n - 1]->id);
+    log_info(&lg, "%s: re-reading %zu pending entries", s->key, n);
+    with_counts(s, es, n, recovery_next);
+}
+
+static void
+read_recovery(struct stream *s)
+{
+    struct gw *g = s->g;
+    char count[24];
+    unsigned room;
+
+    if (s->live || s->recovering || !g->groups_ready || g->stopping)
+        return;
+    room = s->max_inflight > s->inflight ? s->max_inflight - s->inflight : 0;
+    if (room == 0)
+        return;                 /* stream_done kicks us again */
+    snprintf(count, sizeof count, "%u", room < s->batch ? room : s->batch);
+    const char *argv[] = { "XREADGROUP", "GROUP", GW_GROUP, g->conf->consumer,
+                           "COUNT", count, "STREAMS", s->key, s->cursor };
+    if (gw_redis_cmd(g->cmd, on_recovery, s, 0, 9, argv, NULL) == 0)
+        s->recovering = 1;
+}
+
+static void
+on_live(struct gw_redis *r, redisReply *rep, void *arg)
+{
+    struct gw *g = arg;
+
+    (void)r;
+    g->reading = 0;
+    if (!rep)
+        return;                 /* blk went down; kicked again when up */
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_warn(&lg, "XREADGROUP: %s", rep->str);
+        if (gw_reply_is_error(rep, "NOGROUP")) {
+            /* Redis lost its data (restart without persistence): set up
+             * again from the start. */
+            g->groups_ready = 0;
+            intake_redis_state(g);
+        }
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < rep->elements; i++) {
+            const redisReply *sr = rep->element[i];
+            struct stream *s = NULL;
+            struct entry **es;
+            size_t n;
+
+            if (sr->type != REDIS_REPLY_ARRAY || sr->elements < 2)
+                continue;
+            for (int k = 0; k < S_COUNT; k++)
+                if (strcmp(g->streams[k].key, sr->element[0]->str) == 0)
+                    s = &g->streams[k];
+            if (!s || (es = entries_from(s, sr->element[1], &n)) == NULL)
+                continue;
+            deliver(s, es, n);
+            free(es);
+        }
+    }
+    intake_kick(g);
+}
+
+/* Issue the blocking read for every live stream that has room. */
+static void
+read_live(struct gw *g)
+{
+    const char *argv[8 + 2 * S_COUNT];
+    char count[24], block[24];
+    unsigned c = (unsigned)-1;
+    int argc = 0, ns = 0;
+    const char *keys[S_COUNT];
+
+    if (g->reading || !g->groups_ready || g->stopping ||
+        !gw_redis_is_up(g->blk))
+        return;
+    for (int k = 0; k < S_COUNT; k++) {
+        struct stream *s = &g->streams[k];
+        unsigned room;
+
+        if (!s->live)
+            continue;
+        if (k != S_JOBS && dispatch_inflight(g) >= g->conf->max_inflight)
+            continue;
+        if (k == S_JOBS && expander_busy(g))
+            continue;           /* one expansion at a time per process */
+        room = s->max_inflight > s->inflight ? s->max_inflight - s->inflight
+                                             : 0;
+        if (room == 0)
+            continue;
+        if (room < c)
+            c = room;
+        keys[ns++] = s->key;
+    }
+    if (ns == 0)
+        return;
+    if (c > g->streams[S_EMAIL].batch)
+        c = g->streams[S_EMAIL].batch;
+    snprintf(count, sizeof count, "%u", c);
+    snprintf(block, sizeof block, "%lld", (long long)g->conf->block_ms);
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = GW_GROUP;
+    argv[argc++] = g->conf->consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = count;
+    argv[argc++] = "BLOCK";
+    argv[argc++] = block;
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < ns; i++)
+        argv[argc++] = keys[i];
+    for (int i = 0; i < ns; i++)
+        argv[argc++] = ">";
+    if (gw_redis_cmd(g->blk, on_live, g, (uint64_t)g->conf->block_ms, argc,
+                     argv, NULL) == 0)
+        g->reading = 1;
+}
+
+void
+intake_kick(struct gw *g)
+{
+    for (int k = 0; k < S_COUNT; k++)
+        read_recovery(&g->streams[k]);
+    read_live(g);
+}
+
+static void
+on_claim(struct gw_redis *r, redisReply *rep, void *arg)
+{
+    struct stream *s = arg;
+    struct entry **es;
+    size_t n;
+
+    (void)r;
+    s->claiming = 0;
+    /* Redis 7: [next-id, [entries], [deleted ids]] */
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2)
+        return;
+    if ((es = entries_from(s, rep->element[1], &n)) == NULL)
+        return;
+    log_info(&lg, "%s: claimed %zu entries idle for more than %lld ms",
+             s->key, n, (long long)s->g->conf->claim_idle_ms);
+    s->claiming = 1;
+    with_counts(s, es, n, NULL);
+    s->claiming = 0;
+}
+
+static void
+on_claim_timer(uv_timer_t *t)
+{
+    struct gw *g = t->data;
+    char idle[24], count[24];
+
+    if (!g->groups_ready || g->stopping)
+        return;
+    expander_heartbeat(g);
+    snprintf(idle, sizeof idle, "%lld", (long long)g->conf->claim_idle_ms);
+    for (int k = 0; k < S_COUNT; k++) {
+        struct stream *s = &g->streams[k];
+        unsigned room = s->max_inflight > s->inflight
+                        ? s->max_inflight - s->inflight : 0;
+
+        if (!s->live || s->claiming || room == 0)
+            continue;
+        snprintf(count, sizeof count, "%u", room < s->batch ? room : s->batch);
+        const char *argv[] = { "XAUTOCLAIM", s->key, GW_GROUP,
+                               g->conf->consumer, idle, "0-0", "COUNT",
+                               count };
+        if (gw_redis_cmd(g->cmd, on_claim, s, 0, 8, argv, NULL) == 0)
+            s->claiming = 1;
+    }
+}
+
+static void
+on_group(struct gw_redis *r, redisReply *rep, void *arg)
+{
+    struct stream *s = arg;
+    struct gw *g = s->g;
+
+    (void)r;
+    if (!rep)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR && !gw_reply_is_error(rep,
+                                                             "BUSYGROUP")) {
+        log_error(&lg, "XGROUP CREATE %s: %s", s->key, rep->str);
+        return;
+    }
+    if (s == &g->streams[S_COUNT - 1]) {
+        /* Replies come in order: every group exists now. */
+        g->groups_ready = 1;
+        ops_retry_all(g);
+        intake_kick(g);
+    }
+}
+
+void
+intake_redis_state(struct gw *g)
+{
+    if (!gw_redis_is_up(g->cmd)) {
+        g->groups_ready = 0;
+        for (int k = 0; k < S_COUNT; k++)
+            g->streams[k].live = g->streams[k].recovering =
+                g->streams[k].claiming = 0;
+        return;
+    }
+    if (g->groups_ready) {
+        intake_kick(g);
+        return;
+    }
+    for (int k = 0; k < S_COUNT; k++) {
+        struct stream *s = &g->streams[k];
+        /* From 0, not $: jobs written before the group existed count. */
+        const char *argv[] = { "XGROUP", "CREATE", s->key, GW_GROUP, "0",
+                               "MKSTREAM" };
+        s->live = 0;
+        free(s->cursor);
+        s->cursor = strdup("0");
+        gw_redis_cmd(g->cmd, on_group, s, 0, 6, argv, NULL);
+    }
+}
+
+static void
+on_retry_timer(uv_timer_t *t)
+{
+    struct gw *g = t->data;
+
+    if (gw_redis_is_up(g->cmd))
+        ops_retry_all(g);
+}
+
+void
+gw_schedule_retry(struct gw *g)
+{
+    if (!uv_is_active((uv_handle_t *)&g->retry_timer))
+        uv_timer_start(&g->retry_timer, on_retry_timer, 1000, 0);
+}
+
+static void
+stream_init(struct gw *g, struct stream *s, const char *name, char *key,
+            const char *field, stream_handler_cb *h, unsigned batch,
+            unsigned max_inflight)
+{
+    s->g = g;
+    s->name = name;
+    s->key = key;
+    s->field = field;
+    s->handler = h;
+    s->batch = batch;
+    s->max_inflight = max_inflight;
+    s->cursor = strdup("0");
+    s->ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+}
+
+int
+intake_init(struct gw *g)
+{
+    const struct config *c = g->conf;
+    uint64_t every;
+
+    stream_init(g, &g->streams[S_JOBS], "jobs", g->k.jobs, "job",
+                jobs_handler, (unsigned)c->intake_batch,
+                (unsigned)c->intake_batch * 4);
+    for (int ch = 0; ch < CH_COUNT; ch++)
+        stream_init(g, &g->streams[S_EMAIL + ch],
+                    gw_channel_name((enum gw_channel)ch), g->k.q[ch], "m",
+                    dispatch_entries, (unsigned)c->dispatch_batch,
+                    (unsigned)c->max_inflight);
+    uv_timer_init(g->loop, &g->claim_timer);
+    uv_timer_init(g->loop, &g->retry_timer);
+    g->claim_timer.data = g->retry_timer.data = g;
+    /* Often enough that a dead consumer's work waits at most about
+     * 1.25 x claim_idle, and that heartbeats beat claim_idle. */
+    every = (uint64_t)c->claim_idle_ms / 4;
+    if (every < 250)
+        every = 250;
+    uv_timer_start(&g->claim_timer, on_claim_timer, every, every);
+    return 0;
+}
+
+void
+intake_stop(struct gw *g)
+{
+    uv_timer_stop(&g->claim_timer);
+}
+
+void
+intake_free(struct gw *g)
+{
+    for (int k = 0; k < S_COUNT; k++) {
+        free(g->streams[k].cursor);
+        if (g->streams[k].ids)
+            g_hash_table_destroy(g->streams[k].ids);
+    }
+}
+
+/* ---- jobs ---- */
+
+struct enq_batch {
+    struct entry **es;
+    size_t         n;
+};
+
+static void
+on_enqueued(struct ops *o, redisReply *rep)
+{
+    struct enq_batch *b = o->arg;
+    struct gw *g = o->g;
+
+    for (size_t i = 0; i < b->n; i++) {
+        if (rep && rep->type == REDIS_REPLY_ARRAY && i < rep->elements &&
+            rep->element[i]->integer == 0)
+            log_info(&lg, "job %s: a message with this id exists; "
+                     "not queued again", b->es[i]->id);
+        stream_done(b->es[i]);
+    }
+    (void)g;
+    free(b->es);
+    free(b);
+}
+
+char *
+message_payload(const struct job *j, const json_t *recipient,
+                const char *key, const char *campaign)
+{
+    json_t *o = json_object();
+    const char *cid = json_string_value(json_object_get(recipient,
+                                                        "customer_id"));
+    char *s;
+
+    json_object_set_new(o, "key", json_string(key));
+    if (campaign)
+        json_object_set_new(o, "campaign", json_string(campaign));
+    json_object_set_new(o, "customer", json_string(cid));
+    json_object_set_new(o, "template", json_string(j->template));
+    json_object_set_new(o, "provider", json_string(j->provider));
+    if (j->class)
+        json_object_set_new(o, "class", json_string(j->class));
+    if (j->expires_ms)
+        json_object_set_new(o, "expires", json_integer(j->expires_ms));
+    if (j->send_at_ms)
+        json_object_set_new(o, "send_at", json_integer(j->send_at_ms));
+    json_object_set(o, "recipient", (json_t *)recipient);
+    if (j->vars && !campaign)
+        json_object_set(o, "vars", j->vars);
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        fatal("out of memory");
+    return s;
+}
+
+
+/* One triggered message waiting for the batch's enqueue script. */
+struct enq_item {
+    struct entry *e;
+    char         *key, *ledger, *payload;
+    const char   *queue, *channel;
+    char         *customer, *provider;
+};
+
+static void
+jobs_handler(struct gw *g, struct entry **es, size_t n)
+{
+    struct enq_item *it = calloc(n, sizeof *it);
+    size_t ni = 0;
+    char reason[JOB_REASON_MAX];
+
+    if (!it)
+        fatal("out of memory");
+    for (size_t i = 0; i < n; i++) {
+        struct entry *e = es[i];
+        enum dead_class cls;
+        struct job *j;
+
+        if (!e->payload) {
+            g->m.jobs_received[3]++;
+            dead_letter(g, e, DEAD_JSON, "job: the entry has no 'job' field");
+            continue;
+        }
+        if (job_parse(&j, e->payload, e->len, g->conf, &cls, reason) < 0) {
+            g->m.jobs_received[3]++;
+            dead_letter(g, e, cls, reason);
+            continue;
+        }
+        g->m.jobs_received[j->type]++;
+        if (j->type == JOB_CAMPAIGN) {
+            campaign_job(g, j, e);      /* takes j */
+            continue;
+        }
+        if (j->type == JOB_CONTROL) {
+            control_job(g, j, e);       /* takes j */
+            continue;
+        }
+        it[ni].e = e;
+        it[ni].key = g_strdup(j->id);
+        it[ni].ledger = g_strdup_printf("%smsg:%s", g->k.prefix, j->id);
+        it[ni].payload = message_payload(j, j->recipient, it[ni].key, NULL);
+        it[ni].queue = g->k.q[j->channel];
+        it[ni].channel = gw_channel_name(j->channel);
+        it[ni].customer = g_strdup(json_string_value(
+            json_object_get(j->recipient, "customer_id")));
+        it[ni].provider = g_strdup(j->provider);
+        ni++;
+        job_free(j);
+    }
+    if (ni > 0) {
+        /* Ledger + queue + ack for the whole batch in one script. */
+        struct enq_batch *b = calloc(1, sizeof *b);
+        struct ops *o;
+
+        if (!b || (b->es = calloc(ni, sizeof *b->es)) == NULL)
+            fatal("out of memory");
+        o = ops_new(g, &gw_scripts.enqueue, on_enqueued, b);
+        ops_key(o, g->k.jobs);
+        ops_key(o, g->k.events);
+        for (size_t i = 0; i < ni; i++) {
+            ops_key(o, it[i].ledger);
+            ops_key(o, it[i].queue);
+        }
+        ops_head(o);
+        ops_arg(o, GW_GROUP);
+        ops_argi(o, (int64_t)ni);
+        for (size_t i = 0; i < ni; i++) {
+            ops_arg(o, it[i].e->id);
+            ops_arg(o, it[i].key);
+            ops_arg(o, it[i].customer);
+            ops_arg(o, it[i].channel);
+            ops_arg(o, it[i].provider);
+            ops_arg(o, it[i].payload);
+            b->es[b->n++] = it[i].e;
+            g_free(it[i].key);
+            g_free(it[i].ledger);
+            free(it[i].payload);
+            g_free(it[i].customer);
+            g_free(it[i].provider);
+        }
+        ops_run(o);
+    }
+    free(it);
+}

@@ -1,0 +1,37 @@
+/*
+ * metrics.h -- the daemon's counters and gauges, rendered as Prometheus
+ * text by metrics.c for GET /metrics. Plain integers: one thread.
+ */
+#ifndef GW_METRICS_H
+#define GW_METRICS_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "job.h"
+#include "state.h"
+
+#define LAG_BUCKETS 10
+
+struct metrics {
+    uint64_t jobs_received[4];          /* campaign, message, control, bad */
+    uint64_t jobs_dead[DEAD_COUNT];
+    uint64_t messages[CH_COUNT][ST_COUNT];  /* transitions into a state */
+    uint64_t campaigns_started, recipients_expanded, recipients_duplicate;
+    uint64_t redis_retries;             /* batches resent after a drop */
+    uint64_t orphans;                   /* queue entries without a ledger */
+    uint64_t lag_bucket[LAG_BUCKETS + 1];
+    uint64_t lag_count;
+    double   lag_sum, lag_last, lag_max;
+    int64_t  delayed;                   /* gw:delayed size */
+};
+
+struct gw;
+struct buf;
+
+extern const double lag_bounds[LAG_BUCKETS];
+
+void metrics_lag(struct metrics *m, double seconds);
+int  metrics_render(struct gw *g, struct buf *out);
+
+#endif

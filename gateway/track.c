@@ -1,0 +1,488 @@
+/*
+ * track.c -- the ledger and its Lua scripts. Every write that must be
+ * atomic with another (ledger state + event, batch + audience cursor,
+ * outcome + XACK) is one script, and every message state change goes
+ * through the one Lua setter below, generated from the C table in state.c.
+ *
+ * Key layout (prefix "gw:" by default; one {hash tag} prefix such as
+ * "{gw}:" keeps every key in one Cluster slot):
+ *   msg:<key>       ledger hash      campaign:<id>  campaign hash
+ *   q:<channel>     work streams     events         state-change stream
+ *   parked:<id>     paused messages  delayed        zset due-ms -> message
+ */
+#include "gw.h"
+
+#include "../common/buf.h"
+#include "../common/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+struct scripts gw_scripts;
+
+/* ARGV[1..3] of every script: now (ms), events MAXLEN, ledger TTL (ms). */
+static const char prelude[] =
+"local NOW = ARGV[1]\n"
+"local EVMAX = ARGV[2]\n"
+"local TTL = ARGV[3]\n"
+"local function event(ev, f)\n"
+"  redis.call('XADD', ev, 'MAXLEN', '~', EVMAX, '*', unpack(f))\n"
+"end\n"
+/* The one setter: checks the transition, writes state and event, keeps
+ * the campaign's per-state counts, and starts the TTL on a final state.
+ * Returns the old state, or false when the move is not allowed. */
+"local function setstate(mk, ev, ck, new, reason, extra)\n"
+"  local old = redis.call('HGET', mk, 'state') or ''\n"
+"  if not (ALLOWED[old] and ALLOWED[old][new]) then return false end\n"
+"  local f = {'state', new, 'updated', NOW}\n"
+"  if reason and reason ~= '' then f[#f+1] = 'reason'; f[#f+1] = reason end\n"
+"  if extra then for i = 1, #extra do f[#f+1] = extra[i] end end\n"
+"  redis.call('HSET', mk, unpack(f))\n"
+"  local m = redis.call('HMGET', mk, 'key', 'campaign', 'customer',\n"
+"    'channel', 'provider', 'provider_id', 'attempts')\n"
+"  event(ev, {'type', 'state', 'msg', m[1] or '', 'campaign', m[2] or '',\n"
+"    'customer', m[3] or '', 'channel', m[4] or '', 'provider', m[5] or '',\n"
+"    'provider_id', m[6] or '', 'from', old, 'to', new,\n"
+"    'reason', reason or '', 'attempt', m[7] or '0', 'cost', '0',\n"
+"    'time', NOW})\n"
+"  if ck and old ~= new then\n"
+"    redis.call('HINCRBY', ck, 'n_' .. new, 1)\n"
+"    if old ~= '' then redis.call('HINCRBY', ck, 'n_' .. old, -1) end\n"
+"  end\n"
+"  if FINAL[new] then redis.call('PEXPIRE', mk, TTL) end\n"
+"  return old\n"
+"end\n"
+"local function create(mk, key, camp, cust, ch, prov)\n"
+"  redis.call('HSET', mk, 'key', key, 'campaign', camp, 'customer', cust,\n"
+"    'channel', ch, 'provider', prov, 'attempts', 0, 'created', NOW)\n"
+"end\n";
+
+/* KEYS: campaign, queue, events, dead, ledger keys of the accepted items.
+ * ARGV[4..]: expected cursor, new cursor, done, n_ok, n_rej, campaign,
+ * channel, provider, then (key, customer, payload) per accepted item and
+ * (reason, raw) per rejected one. The cursor check makes two expanders of
+ * one campaign (a claim after a stall) unable to enqueue a batch twice. */
+static const char expand_body[] =
+"local ck, q, ev, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+"local cur = redis.call('HGET', ck, 'cursor') or ''\n"
+"if cur ~= ARGV[4] then return {'conflict', cur} end\n"
+"local st = redis.call('HGET', ck, 'state')\n"
+"if st ~= 'running' then return {st or 'missing', cur} end\n"
+"local nok, nrej = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+"local camp, ch, prov = ARGV[9], ARGV[10], ARGV[11]\n"
+"local added, dups, a = 0, 0, 12\n"
+"for i = 1, nok do\n"
+"  local mk = KEYS[4 + i]\n"
+"  if redis.call('EXISTS', mk) == 0 then\n"
+"    create(mk, ARGV[a], camp, ARGV[a + 1], ch, prov)\n"
+"    setstate(mk, ev, ck, 'queued', '', nil)\n"
+"    redis.call('XADD', q, '*', 'm', ARGV[a + 2])\n"
+"    added = added + 1\n"
+"  else dups = dups + 1 end\n"
+"  a = a + 3\n"
+"end\n"
+"for i = 1, nrej do\n"
+"  redis.call('XADD', dead, '*', 'reason', ARGV[a], 'class', 'recipient',\n"
+"    'campaign', camp, 'recipient', ARGV[a + 1], 'time', NOW)\n"
+"  event(ev, {'type', 'recipient_rejected', 'campaign', camp,\n"
+"    'reason', ARGV[a], 'time', NOW})\n"
+"  a = a + 2\n"
+"end\n"
+"redis.call('HSET', ck, 'cursor', ARGV[5])\n"
+"redis.call('HINCRBY', ck, 'expanded', added)\n"
+"if dups > 0 then redis.call('HINCRBY', ck, 'duplicates', dups) end\n"
+"if nrej > 0 then redis.call('HINCRBY', ck, 'rejected', nrej) end\n"
+"if ARGV[6] == '1' then\n"
+"  redis.call('HSET', ck, 'expansion', 'done', 'expanded_at', NOW)\n"
+"  event(ev, {'type', 'campaign', 'campaign', camp, 'to', 'expanded',\n"
+"    'time', NOW})\n"
+"end\n"
+"return {'ok', added, dups, redis.call('XLEN', q)}\n";
+
+/* Triggered messages. KEYS: jobs, events, then (ledger, queue) per item.
+ * ARGV[4..]: group, n, then (id, key, customer, channel, provider,
+ * payload) per item. The ledger makes a repeated job id a no-op. */
+static const char enqueue_body[] =
+"local jobs, ev, grp, n = KEYS[1], KEYS[2], ARGV[4], tonumber(ARGV[5])\n"
+"local res, a = {}, 6\n"
+"for i = 1, n do\n"
+"  local mk, q = KEYS[1 + 2 * i], KEYS[2 + 2 * i]\n"
+"  res[i] = 0\n"
+"  if redis.call('XACK', jobs, grp, ARGV[a]) == 1 then\n"
+"    if redis.call('EXISTS', mk) == 0 then\n"
+"      create(mk, ARGV[a + 1], '', ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])\n"
+"      setstate(mk, ev, nil, 'queued', '', nil)\n"
+"      redis.call('XADD', q, '*', 'm', ARGV[a + 5])\n"
+"      res[i] = 1\n"
+"    end\n"
+"    redis.call('XDEL', jobs, ARGV[a])\n"
+"  end\n"
+"  a = a + 6\n"
+"end\n"
+"return res\n";
+
+/* KEYS: source stream, dead, events. ARGV[4..]: group, n, then (id, class,
+ * reason, raw) per entry. Dead letter and ack are one step; XACK answering
+ * 0 means a replay after a lost reply, which must not write twice. */
+static const char dead_body[] =
+"local src, dead, ev, grp, n = KEYS[1], KEYS[2], KEYS[3], ARGV[4],\n"
+"  tonumber(ARGV[5])\n"
+"local a = 6\n"
+"for i = 1, n do\n"
+"  if redis.call('XACK', src, grp, ARGV[a]) == 1 then\n"
+"    redis.call('XADD', dead, '*', 'job', ARGV[a + 3], 'reason',\n"
+"      ARGV[a + 2], 'class', ARGV[a + 1], 'stream', src, 'entry', ARGV[a],\n"
+"      'time', NOW)\n"
+"    event(ev, {'type', 'job_dead', 'stream', src, 'entry', ARGV[a],\n"
+"      'class', ARGV[a + 1], 'reason', ARGV[a + 2], 'time', NOW})\n"
+"    redis.call('XDEL', src, ARGV[a])\n"
+"  end\n"
+"  a = a + 4\n"
+"end\n"
+"return n\n";
+
+/* KEYS: campaign, events. ARGV[4..]: definition (the job), id, channel,
+ * provider, template. An existing campaign is left alone (job ids are
+ * idempotency keys); its state and cursor come back either way. */
+static const char campaign_body[] =
+"local ck, ev = KEYS[1], KEYS[2]\n"
+"if redis.call('EXISTS', ck) == 1 then\n"
+"  local m = redis.call('HMGET', ck, 'state', 'cursor', 'expansion')\n"
+"  return {'exists', m[1] or '', m[2] or '', m[3] or ''}\n"
+"end\n"
+"redis.call('HSET', ck, 'def', ARGV[4], 'id', ARGV[5], 'channel', ARGV[6],\n"
+"  'provider', ARGV[7], 'template', ARGV[8], 'state', 'running',\n"
+"  'cursor', '', 'expanded', 0, 'created', NOW)\n"
+"event(ev, {'type', 'campaign', 'campaign', ARGV[5], 'to', 'running',\n"
+"  'time', NOW})\n"
+"return {'new', 'running', '', ''}\n";
+
+/* KEYS: campaign, events, parked, q:email, q:sms, q:fax. ARGV[4..]:
+ * action, limit (parked messages moved per call).
+ * Resume and cancel both move parked messages back to the queue: the
+ * dispatcher then sends them or records them cancelled. */
+static const char control_body[] =
+"local ck, ev, parked = KEYS[1], KEYS[2], KEYS[3]\n"
+"local act, lim = ARGV[4], tonumber(ARGV[5])\n"
+"local st = redis.call('HGET', ck, 'state')\n"
+"if not st then return {'missing', 0, 0, ''} end\n"
+"local queues = {email = KEYS[4], sms = KEYS[5], fax = KEYS[6]}\n"
+"local q = queues[redis.call('HGET', ck, 'channel')]\n"
+"local to = st\n"
+"if act == 'pause' and st == 'running' then to = 'paused'\n"
+"elseif act == 'resume' and st == 'paused' then to = 'running'\n"
+"elseif act == 'cancel' and st ~= 'cancelled' then to = 'cancelled' end\n"
+"if to ~= st then\n"
+"  redis.call('HSET', ck, 'state', to, 'updated', NOW)\n"
+"  event(ev, {'type', 'campaign', 'campaign', redis.call('HGET', ck, 'id'),\n"
+"    'from', st, 'to', to, 'time', NOW})\n"
+"end\n"
+"local moved = 0\n"
+"if to ~= 'paused' then\n"
+"  local items = redis.call('LRANGE', parked, 0, lim - 1)\n"
+"  for _, p in ipairs(items) do redis.call('XADD', q, '*', 'm', p) end\n"
+"  if #items > 0 then redis.call('LTRIM', parked, #items, -1) end\n"
+"  moved = #items\n"
+"end\n"
+"return {to, moved, redis.call('LLEN', parked),\n"
+"  redis.call('HGET', ck, 'expansion') or ''}\n";
+
+/* KEYS: events, then (ledger, campaign-or-ledger) per message.
+ * ARGV[4..]: n, then (has_campaign, expires_ms, resend_in_doubt) each.
+ * Moves each message to sending unless its ledger, campaign or deadline
+ * says otherwise. Replies one string per message. */
+static const char begin_body[] =
+"local ev, n = KEYS[1], tonumber(ARGV[4])\n"
+"local res, a = {}, 5\n"
+"for i = 1, n do\n"
+"  local mk, ck = KEYS[2 * i], nil\n"
+"  if ARGV[a] == '1' then ck = KEYS[2 * i + 1] end\n"
+"  local exp = tonumber(ARGV[a + 1])\n"
+"  local st = redis.call('HGET', mk, 'state')\n"
+"  local cst = ck and redis.call('HGET', ck, 'state')\n"
+"  if not st then res[i] = 'missing'\n"
+"  elseif FINAL[st] then res[i] = 'final:' .. st\n"
+"  elseif cst == 'cancelled' then\n"
+"    setstate(mk, ev, ck, 'cancelled', 'campaign cancelled', nil)\n"
+"    res[i] = 'skip:cancelled'\n"
+"  elseif cst == 'paused' then res[i] = 'paused'\n"
+"  elseif exp > 0 and tonumber(NOW) > exp then\n"
+"    setstate(mk, ev, ck, 'expired', 'deadline passed before sending', nil)\n"
+"    res[i] = 'skip:expired'\n"
+"  elseif st == 'sending' and ARGV[a + 2] ~= '1' then\n"
+"    setstate(mk, ev, ck, 'failed',\n"
+"      'in doubt after a restart; held (in_doubt = hold)', nil)\n"
+"    res[i] = 'skip:failed'\n"
+"  else\n"
+"    local att = redis.call('HINCRBY', mk, 'attempts', 1)\n"
+"    local r = ''\n"
+"    if st == 'sending' then r = 'in doubt after a restart; sending again' end\n"
+"    setstate(mk, ev, ck, 'sending', r, nil)\n"
+"    res[i] = 'go:' .. st .. ':' .. att\n"
+"  end\n"
+"  a = a + 3\n"
+"end\n"
+"return res\n";
+
+/* KEYS: events, queue, delayed, then (ledger, campaign-or-ledger, parked)
+ * per message. ARGV[4..]: group, n, then (id, has_campaign, state, reason,
+ * provider_id, park_payload, due_ms, delayed_member) each. Outcome and
+ * ack are one step, so an ack never lands without its outcome; XACK
+ * answering 0 marks a replay after a lost reply, which changes nothing. */
+static const char finish_body[] =
+"local ev, q, delayed, grp, n = KEYS[1], KEYS[2], KEYS[3], ARGV[4],\n"
+"  tonumber(ARGV[5])\n"
+"local a = 6\n"
+"for i = 1, n do\n"
+"  local mk, ck, pk = KEYS[1 + 3 * i], nil, KEYS[3 + 3 * i]\n"
+"  if ARGV[a + 1] == '1' then ck = KEYS[2 + 3 * i] end\n"
+"  local new = ARGV[a + 2]\n"
+"  if redis.call('XACK', q, grp, ARGV[a]) == 1 then\n"
+"    if new ~= '' then\n"
+"      local extra = nil\n"
+"      if ARGV[a + 4] ~= '' then extra = {'provider_id', ARGV[a + 4]} end\n"
+"      if setstate(mk, ev, ck, new, ARGV[a + 3], extra) and\n"
+"         new == 'deferred' then\n"
+"        redis.call('HSET', mk, 'next_attempt', ARGV[a + 6])\n"
+"        redis.call('ZADD', delayed, ARGV[a + 6], ARGV[a + 7])\n"
+"      end\n"
+"    end\n"
+"    if ARGV[a + 5] ~= '' then redis.call('RPUSH', pk, ARGV[a + 5]) end\n"
+"    redis.call('XDEL', q, ARGV[a])\n"
+"  end\n"
+"  a = a + 8\n"
+"end\n"
+"return n\n";
+
+/* KEYS: delayed, q:email, q:sms, q:fax. ARGV[4..]: limit. Members are
+ * "<channel index>|<payload>"; moved in one script so a crash can neither
+ * lose nor duplicate one. */
+static const char promote_body[] =
+"local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT', 0,\n"
+"  tonumber(ARGV[4]))\n"
+"for _, m in ipairs(due) do\n"
+"  local bar = string.find(m, '|', 1, true)\n"
+"  local ch = tonumber(string.sub(m, 1, bar - 1))\n"
+"  redis.call('XADD', KEYS[2 + ch], '*', 'm', string.sub(m, bar + 1))\n"
+"  redis.call('ZREM', KEYS[1], m)\n"
+"end\n"
+"return {#due, redis.call('ZCARD', KEYS[1])}\n";
+
+static int
+build(struct gw_script *s, const char *name, const char *body,
+      const char *tables)
+{
+    struct buf b;
+    int rc;
+
+    buf_init(&b, 1u << 20);
+    if ((rc = buf_puts(&b, tables)) < 0 || (rc = buf_puts(&b, prelude)) < 0 ||
+        (rc = buf_puts(&b, body)) < 0) {
+        buf_free(&b);
+        return rc;
+    }
+    rc = gw_script_init(s, name, buf_cstr(&b));
+    buf_free(&b);
+    return rc;
+}
+
+int
+track_init(void)
+{
+    char tables[4096];
+    int rc;
+
+    if ((rc = msg_state_lua(tables, sizeof tables)) < 0)
+        return rc;
+    if ((rc = build(&gw_scripts.expand, "expand", expand_body, tables)) < 0 ||
+        (rc = build(&gw_scripts.enqueue, "enqueue", enqueue_body,
+                    tables)) < 0 ||
+        (rc = build(&gw_scripts.dead, "dead", dead_body, tables)) < 0 ||
+        (rc = build(&gw_scripts.campaign, "campaign", campaign_body,
+                    tables)) < 0 ||
+        (rc = build(&gw_scripts.control, "control", control_body,
+                    tables)) < 0 ||
+        (rc = build(&gw_scripts.begin, "begin", begin_body, tables)) < 0 ||
+        (rc = build(&gw_scripts.finish, "finish", finish_body, tables)) < 0 ||
+        (rc = build(&gw_scripts.promote, "promote", promote_body,
+                    tables)) < 0)
+        return rc;
+    return 0;
+}
+
+void
+track_free(void)
+{
+    gw_script_free(&gw_scripts.expand);
+    gw_script_free(&gw_scripts.enqueue);
+    gw_script_free(&gw_scripts.dead);
+    gw_script_free(&gw_scripts.campaign);
+    gw_script_free(&gw_scripts.control);
+    gw_script_free(&gw_scripts.begin);
+    gw_script_free(&gw_scripts.finish);
+    gw_script_free(&gw_scripts.promote);
+}
+
+int64_t
+gw_now_ms(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+struct ops *
+ops_new(struct gw *g, const struct gw_script *s,
+        void (*done)(struct ops *, redisReply *), void *arg)
+{
+    struct ops *o = calloc(1, sizeof *o);
+
+    if (!o)
+        fatal("out of memory");
+    o->g = g;
+    o->script = s;
+    o->done = done;
+    o->arg = arg;
+    o->args = g_ptr_array_new_with_free_func(free);
+    o->lens = g_array_new(FALSE, FALSE, sizeof(size_t));
+    return o;
+}
+
+void
+ops_key(struct ops *o, const char *k)
+{
+    ops_arg(o, k);
+    o->numkeys++;
+}
+
+void
+ops_argn(struct ops *o, const char *a, size_t len)
+{
+    char *p = malloc(len + 1);
+
+    if (!p)
+        fatal("out of memory");
+    memcpy(p, a, len);
+    p[len] = 0;
+    g_ptr_array_add(o->args, p);
+    g_array_append_val(o->lens, len);
+}
+
+void
+ops_arg(struct ops *o, const char *a)
+{
+    ops_argn(o, a ? a : "", a ? strlen(a) : 0);
+}
+
+void
+ops_argi(struct ops *o, int64_t v)
+{
+    char n[24];
+
+    snprintf(n, sizeof n, "%lld", (long long)v);
+    ops_arg(o, n);
+}
+
+void
+ops_head(struct ops *o)
+{
+    const struct config *c = o->g->conf;
+
+    ops_argi(o, gw_now_ms());
+    ops_argi(o, c->events_maxlen);
+    ops_argi(o, c->ledger_ttl_s * 1000);
+}
+
+void
+ops_free(struct ops *o)
+{
+    if (!o)
+        return;
+    g_ptr_array_free(o->args, TRUE);
+    g_array_free(o->lens, TRUE);
+    free(o);
+}
+
+static void
+ops_park(struct ops *o)
+{
+    o->next = o->g->retry;
+    o->g->retry = o;
+}
+
+static void
+on_ops_reply(struct gw_redis *r, redisReply *rep, void *arg)
+{
+    struct ops *o = arg;
+    static const struct log_ctx lg = { "track", NULL };
+
+    (void)r;
+    if (!rep) {
+        /* Lost with the connection: nothing is acked, so resend later. */
+        o->g->m.redis_retries++;
+        ops_park(o);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_error(&lg, "script %s failed: %s", o->script->name, rep->str);
+        /* A script error is a bug or a Redis out of memory; retry slowly
+         * rather than losing the outcome. */
+        if (++o->tries < 1000) {
+            ops_park(o);
+            gw_schedule_retry(o->g);
+            return;
+        }
+    }
+    o->done(o, rep);
+    ops_free(o);
+}
+
+void
+ops_run(struct ops *o)
+{
+    int rc;
+
+    rc = gw_redis_eval(o->g->cmd, o->script, on_ops_reply, o, o->numkeys,
+                       (int)o->args->len, (const char **)o->args->pdata,
+                       (const size_t *)(void *)o->lens->data);
+    if (rc < 0)
+        ops_park(o);
+}
+
+void
+ops_retry_all(struct gw *g)
+{
+    struct ops *list = g->retry, *next;
+    struct ops *rev = NULL;
+
+    g->retry = NULL;
+    /* Parked newest first: resend in the original order. */
+    for (; list; list = next) {
+        next = list->next;
+        list->next = rev;
+        rev = list;
+    }
+    for (; rev; rev = next) {
+        next = rev->next;
+        rev->next = NULL;
+        ops_run(rev);
+    }
+}
+
+void
+ops_drop_all(struct gw *g)
+{
+    struct ops *o, *next;
+
+    while ((o = g->retry) != NULL) {
+        g->retry = NULL;
+        for (; o; o = next) {
+            next = o->next;
+            o->done(o, NULL);
+            ops_free(o);
+        }
+    }
+}
