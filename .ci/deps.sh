@@ -9,7 +9,7 @@ PKGS="build-essential pkg-config
  libuv1-dev libhiredis-dev libcurl4-openssl-dev libxml2-dev libjansson-dev
  libh2o-dev libssl-dev libsmpp34-dev libglib2.0-dev libcmocka-dev
  clang libclang-rt-14-dev clang-format
- redis-server python3 python3-aiosmtpd postfix prometheus
+ redis-server python3 python3-redis python3-aiosmtpd postfix prometheus
  procps curl ca-certificates"
 echo 'postfix postfix/main_mailer_type select No configuration' | $SUDO debconf-set-selections
 export DEBIAN_FRONTEND=noninteractive

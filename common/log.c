@@ -44,6 +44,11 @@ log_write(const struct log_ctx *l, enum log_level lv, const char *fmt, ...)
     va_end(ap);
     if (l && l->ctx && n > 0 && (size_t)n < sizeof line)
         snprintf(line + n, sizeof line - (size_t)n, " (%s)", l->ctx);
+    /* Data from the outside may reach a log line: never let it add lines
+     * or terminal escapes. */
+    for (char *p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     /* One write per line so lines from a crash are not interleaved. */
     fprintf(stderr, "%s\n", line);
 }

@@ -226,6 +226,10 @@ on_timer_closed(uv_handle_t *hd)
 {
     struct http *h = hd->data;
 
+    /* h2o's HTTP/2 shutdown request links a graceful-shutdown timeout
+     * entry; with no connection left it has nothing to do. */
+    if (h2o_timeout_is_linked(&h->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&h->ctx.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&h->ctx);
     h2o_config_dispose(&h->config);
     free(h);

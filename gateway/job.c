@@ -7,6 +7,8 @@
 #include "../common/err.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <glib.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,14 +26,27 @@ dead_class_name(enum dead_class c)
     return (unsigned)c < DEAD_COUNT ? dead_names[c] : "other";
 }
 
+/* Reasons quote user data: control characters are escaped so that a
+ * hostile value cannot forge log lines or fields where a reason is shown. */
 static int
 why(char reason[JOB_REASON_MAX], const char *fmt, ...)
 {
+    char raw[JOB_REASON_MAX];
+    size_t o = 0;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(reason, JOB_REASON_MAX, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    for (const unsigned char *p = (const unsigned char *)raw;
+         *p && o + 5 < JOB_REASON_MAX; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            o += (size_t)snprintf(reason + o, JOB_REASON_MAX - o, "\\x%02x",
+                                  *p);
+        else
+            reason[o++] = (char)*p;
+    }
+    reason[o] = 0;
     return GW_EINVAL;
 }
 

@@ -1,7 +1,7 @@
 /*
  * mustache.c -- compiler and renderer of the Mustache engine (mustache.h).
  *
- * Compiling makes three passes. tokenize() cuts the source into tags and
+ * Compiling makes four passes. tokenize() cuts the source into tags and
  * text pieces that end at a newline, applying delimiter changes as it
  * goes. match_sections() pairs openers with closers; mark_standalone()
  * finds lines holding only whitespace and standalone tags. generate()
@@ -103,6 +103,7 @@ struct comp {
     size_t npool, cpool;
 };
 
+/* Fill err (may be NULL) from a printf format. */
 static void
 set_err(struct mu_error *err, int code, unsigned line, unsigned col,
         const char *fmt, va_list ap)
@@ -132,6 +133,7 @@ cerr(struct comp *c, int code, unsigned line, unsigned col,
     return code;
 }
 
+/* Make room for need elements of size bytes in a doubling array. */
 static int
 grow(void **p, size_t *cap, size_t need, size_t size)
 {
@@ -172,6 +174,7 @@ advance(struct comp *c, size_t pos)
     }
 }
 
+/* Offset of pat in s[from, n), or n; delimiters are short. */
 static size_t
 find(const char *s, size_t n, size_t from, const char *pat, size_t plen)
 {
@@ -187,6 +190,7 @@ find(const char *s, size_t n, size_t from, const char *pat, size_t plen)
     return n;
 }
 
+/* A zeroed token at the end of the array, or NULL. */
 static struct tok *
 new_tok(struct comp *c)
 {
@@ -264,6 +268,7 @@ parse_delims(const char *s, size_t a, size_t b, size_t *o, size_t *ol,
     return 0;
 }
 
+/* Pass 1: tags and newline-terminated text pieces, in source order. */
 static int
 tokenize(struct comp *c)
 {
@@ -375,6 +380,7 @@ same_name(const struct comp *c, const struct tok *o, const struct tok *t)
     return n == o->nlen && memcmp(a, b, n) == 0;
 }
 
+/* Pass 2: pair section, parent and block openers with their closers. */
 static int
 match_sections(struct comp *c)
 {
@@ -416,6 +422,7 @@ match_sections(struct comp *c)
     return 0;
 }
 
+/* Only spaces and tabs in s[a, b) (and a line end when nl_ok). */
 static int
 blank(const char *s, size_t a, size_t b, int nl_ok)
 {
@@ -429,6 +436,7 @@ blank(const char *s, size_t a, size_t b, int nl_ok)
     return 1;
 }
 
+/* May t stand alone on a line (with others when multi)? */
 static int
 alone_kind(const struct comp *c, const struct tok *t, int multi)
 {
@@ -495,6 +503,7 @@ check_line(struct comp *c, size_t g, size_t e)
     }
 }
 
+/* Pass 3: mark standalone lines, one line at a time. */
 static void
 mark_standalone(struct comp *c)
 {
@@ -510,6 +519,7 @@ mark_standalone(struct comp *c)
     }
 }
 
+/* Copy n bytes plus a NUL into the string pool; *off is where. */
 static int
 pool_add(struct comp *c, const char *p, size_t n, uint32_t *off)
 {
@@ -524,6 +534,7 @@ pool_add(struct comp *c, const char *p, size_t n, uint32_t *off)
     return 0;
 }
 
+/* A node at the end of the array, or NULL; its body is empty. */
 static struct node *
 new_node(struct comp *c, int op, const struct tok *t)
 {
@@ -654,6 +665,7 @@ block_indent(struct comp *c, size_t i, struct node *n)
     return pool_add(c, s + a, b - a, &n->ind);
 }
 
+/* Pass 4: the node array. at_ls: the next node begins a line. */
 static int
 generate(struct comp *c)
 {
@@ -918,6 +930,7 @@ out_fail(struct rstate *st, const struct node *n, int rc)
     return rfail(st, n, rc, "cannot grow output: %s", gw_strerror(rc));
 }
 
+/* Append to the output; the common case is one memcpy. */
 static inline int
 put(struct rstate *st, const char *p, size_t n)
 {
@@ -941,6 +954,7 @@ static const unsigned char html_idx[256] = {
     ['&'] = 1, ['<'] = 2, ['>'] = 3, ['"'] = 4, ['\''] = 5,
 };
 
+/* Append with & < > " ' replaced by entities. */
 static int
 put_html(struct rstate *st, const char *p, size_t n)
 {
@@ -982,6 +996,7 @@ put_lines(struct rstate *st, const char *p, size_t n)
     return 0;
 }
 
+/* Push a context frame, caching its type. */
 static int
 push_ctx(struct rstate *st, const struct node *n, struct mu_val v)
 {
@@ -1036,6 +1051,7 @@ lookup(struct rstate *st, const struct mu_prog *pg, const struct node *n,
     return 1;
 }
 
+/* Text of a value for interpolation ("" for lists and objects). */
 static const char *
 val_text(struct rstate *st, struct mu_val v, enum mu_type type, size_t *len)
 {
@@ -1061,6 +1077,7 @@ val_text(struct rstate *st, struct mu_val v, enum mu_type type, size_t *len)
     }
 }
 
+/* Does a section render for this value? See enum mu_type. */
 static int
 truthy(struct rstate *st, struct mu_val v, enum mu_type type)
 {
@@ -1083,6 +1100,7 @@ truthy(struct rstate *st, struct mu_val v, enum mu_type type)
 static int render_range(struct rstate *st, const struct mu_prog *pg,
                         uint32_t i, uint32_t end);
 
+/* Count one more level of nesting, or fail past MU_MAX_DEPTH. */
 static int
 enter(struct rstate *st, const struct node *n)
 {
@@ -1093,6 +1111,7 @@ enter(struct rstate *st, const struct node *n)
     return 0;
 }
 
+/* {{#name}}: once for a truthy value, once per item of a list. */
 static int
 section(struct rstate *st, const struct mu_prog *pg, uint32_t i)
 {
@@ -1141,6 +1160,7 @@ include_name(struct rstate *st, const struct mu_prog *pg,
     return 1;
 }
 
+/* Append to the current indentation. */
 static int
 push_indent(struct rstate *st, const struct node *n, const char *p,
             size_t len)
@@ -1263,6 +1283,7 @@ block(struct rstate *st, const struct mu_prog *pg, uint32_t i)
     return rc;
 }
 
+/* Render nodes [i, end) of pg. */
 static int
 render_range(struct rstate *st, const struct mu_prog *pg, uint32_t i,
              uint32_t end)
@@ -1399,6 +1420,7 @@ struct mu_lib {
     size_t cap, n;              /* open addressing; cap is a power of two */
 };
 
+/* FNV-1a. */
 static size_t
 name_hash(const char *s, size_t n)
 {
@@ -1410,6 +1432,7 @@ name_hash(const char *s, size_t n)
     return (size_t)h;
 }
 
+/* The slot holding name, or the empty slot where it would go. */
 static struct lib_ent *
 lib_slot(const struct mu_lib *lib, const char *name, size_t len)
 {

@@ -22,7 +22,7 @@ struct json_t;                      /* jansson, used by mustache_json.c only */
 struct mu_prog;                     /* a compiled template */
 
 /* Limits. A template or render that exceeds one fails with GW_ETOOBIG. */
-#define MU_MAX_SOURCE    (16u * 1024 * 1024) /* template bytes */
+#define MU_MAX_SOURCE    (1024u * 1024) /* template bytes */
 #define MU_MAX_NEST      64     /* sections/blocks nested in one template */
 #define MU_MAX_INCLUDE   32     /* partials/parents nested while rendering */
 #define MU_MAX_DEPTH     256    /* sections + blocks + includes, in all */

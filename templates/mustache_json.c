@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* jansson types map one to one, integers and reals are numbers. */
 static enum mu_type
 jtype(const void *p)
 {
@@ -55,6 +56,7 @@ real_text(double d, char *scratch, size_t *len)
     return scratch;
 }
 
+/* Strings are borrowed from jansson; numbers go to scratch. */
 static const char *
 jtext(const void *p, char *scratch, size_t *len)
 {
