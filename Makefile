@@ -29,7 +29,7 @@ GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/redis_uv.c gateway/job.c gateway/state.c \
                 gateway/track.c gateway/intake.c gateway/expand.c \
                 gateway/dispatch.c gateway/metrics.c gateway/http.c
-LIB_SRC      := $(COMMON_SRC) $(CHANNEL_SRC) $(GATEWAY_SRC)
+LIB_SRC      := $(COMMON_SRC) $(TEMPLATE_SRC) $(CHANNEL_SRC) $(GATEWAY_SRC)
 MAIN_SRC     := gateway/main.c
 HEADERS      := $(wildcard common/*.h gateway/*.h channels/*.h templates/*.h \
                   scheduler/*.h)
@@ -54,19 +54,23 @@ build/san/%.o: %.c $(HEADERS)
 
 bin/gatewayd: $(OBJ) build/obj/gateway/main.o
 	@mkdir -p bin
-	$(CC) $(CFLAGS) $^ $(PKGLIBS) -o $@
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $^ $(PKGLIBS) -o $@
 
 bin/gatewayd-san: $(SAN_OBJ) build/san/gateway/main.o
 	@mkdir -p bin
-	$(CC) $(SANFLAGS) $^ $(PKGLIBS) -o $@
+	@echo "  LD san  $@"
+	@$(CC) $(SANFLAGS) $^ $(PKGLIBS) -o $@
 
 build/test/%: tests/unit/%.c $(OBJ)
 	@mkdir -p build/test
-	$(CC) $(ALLCFLAGS) $< $(OBJ) $(PKGLIBS) -lcmocka -o $@
+	@echo "  LD      $@"
+	@$(CC) $(ALLCFLAGS) $< $(OBJ) $(PKGLIBS) -lcmocka -o $@
 
 build/test-san/%: tests/unit/%.c $(SAN_OBJ)
 	@mkdir -p build/test-san
-	$(CC) $(ALLCFLAGS) $(SANFLAGS) $< $(SAN_OBJ) $(PKGLIBS) -lcmocka -o $@
+	@echo "  LD san  $@"
+	@$(CC) $(ALLCFLAGS) $(SANFLAGS) $< $(SAN_OBJ) $(PKGLIBS) -lcmocka -o $@
 
 unit: $(UNIT_TESTS:%=build/test/%) $(UNIT_TESTS:%=build/test-san/%)
 	@set -e; for t in $(UNIT_TESTS); do \
@@ -92,7 +96,7 @@ fuzz: $(FUZZERS:%=build/fuzz/%)
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p build/fuzz
 	clang $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    $(PKGCFLAGS) -I. $^ $(PKGLIBS) -o $@
+	    $(PKGCFLAGS) -I. -Icommon $^ $(PKGLIBS) -o $@
 
 style:
 	clang-format --dry-run --Werror $(wildcard common/*.[ch] gateway/*.[ch] \

@@ -117,7 +117,10 @@ static const struct {
 };
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 
-static const char *const channel_names[CH_COUNT] = { "email", "sms", "fax" };
+/* NULL-terminated so that conf_suggest can walk it. */
+static const char *const channel_names[CH_COUNT + 1] = {
+    "email", "sms", "fax", NULL
+};
 
 struct loader {
     struct config *c;
@@ -203,6 +206,24 @@ conf_suggest(const char *word, const char *const *candidates)
     return bestd <= limit ? best : NULL;
 }
 
+/* A bad value: point at the value itself where the parser saw it. */
+static int
+fail_value(struct loader *ld, const struct toml_node *n, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n && n->vline > 0)
+        snprintf(ld->err, ld->errlen, "%s:%d:%d: %s", ld->c->path, n->vline,
+                 n->vcol, msg);
+    else
+        return fail(ld, n, "%s", msg);
+    return GW_ECONFIG;
+}
+
 static int
 unknown_key(struct loader *ld, const struct toml_node *n, const char *where,
             const struct key_spec *keys, const struct key_spec *more)
@@ -242,10 +263,10 @@ store(struct loader *ld, const struct key_spec *k, const struct toml_node *v,
     case K_STR:
     case K_CHOICE:
         if (v->type != TOML_STRING)
-            return fail(ld, v, "%s.%s must be a string, not %s", where,
+            return fail_value(ld, v, "%s.%s must be a string, not %s", where,
                         k->name, toml_type_name(v->type));
         if (strlen(v->u.str.s) != v->u.str.len)
-            return fail(ld, v, "%s.%s must not contain NUL", where, k->name);
+            return fail_value(ld, v, "%s.%s must not contain NUL", where, k->name);
         if (k->type == K_CHOICE) {
             size_t i;
             for (i = 0; k->choices[i]; i++)
@@ -253,7 +274,7 @@ store(struct loader *ld, const struct key_spec *k, const struct toml_node *v,
                     break;
             if (!k->choices[i]) {
                 const char *s = conf_suggest(v->u.str.s, k->choices);
-                return fail(ld, v, "%s.%s: '%s' is not one of the allowed "
+                return fail_value(ld, v, "%s.%s: '%s' is not one of the allowed "
                             "values%s%s%s", where, k->name, v->u.str.s,
                             s ? " (did you mean '" : "", s ? s : "",
                             s ? "'?)" : "");
@@ -268,35 +289,35 @@ store(struct loader *ld, const struct key_spec *k, const struct toml_node *v,
         return 0;
     case K_INT:
         if (v->type != TOML_INT)
-            return fail(ld, v, "%s.%s must be an integer, not %s", where,
+            return fail_value(ld, v, "%s.%s must be an integer, not %s", where,
                         k->name, toml_type_name(v->type));
         if (v->u.i < k->min || v->u.i > k->max)
-            return fail(ld, v, "%s.%s = %lld is out of range [%lld, %lld]",
+            return fail_value(ld, v, "%s.%s = %lld is out of range [%lld, %lld]",
                         where, k->name, (long long)v->u.i,
                         (long long)k->min, (long long)k->max);
         *(int64_t *)(void *)p = v->u.i;
         return 0;
     case K_BOOL:
         if (v->type != TOML_BOOL)
-            return fail(ld, v, "%s.%s must be true or false, not %s", where,
+            return fail_value(ld, v, "%s.%s must be true or false, not %s", where,
                         k->name, toml_type_name(v->type));
         *(int *)(void *)p = v->u.b;
         return 0;
     case K_CHANNELS: {
         unsigned mask = 0;
         if (v->type != TOML_ARRAY)
-            return fail(ld, v, "%s.%s must be an array of channel names",
+            return fail_value(ld, v, "%s.%s must be an array of channel names",
                         where, k->name);
         for (const struct toml_node *e = v->child; e; e = e->next) {
             int ch;
             if (e->type != TOML_STRING ||
                 (ch = gw_channel_parse(e->u.str.s)) < 0)
-                return fail(ld, e, "%s.%s: channels are \"email\", \"sms\" "
+                return fail_value(ld, e, "%s.%s: channels are \"email\", \"sms\" "
                             "and \"fax\"", where, k->name);
             mask |= 1u << ch;
         }
         if (mask == 0)
-            return fail(ld, v, "%s.%s must name at least one channel",
+            return fail_value(ld, v, "%s.%s must name at least one channel",
                         where, k->name);
         *(unsigned *)(void *)p = mask;
         return 0;
@@ -391,9 +412,12 @@ load_providers(struct loader *ld, const struct toml_node *t)
         if ((ty = toml_get(n, "type")) == NULL)
             return fail(ld, n, "%s: missing key 'type' (one of: outbox)",
                         where);
-        if (ty->type == TOML_STRING && strcmp(ty->u.str.s, "outbox") == 0)
-            more = outbox_keys;
         p = &c->provider[c->nprovider++];
+        /* The type decides which other keys exist: check it first. */
+        if ((rc = store(ld, &provider_keys[0], ty, p, where)) < 0)
+            return rc;
+        if (strcmp(p->type, "outbox") == 0)
+            more = outbox_keys;
         if ((p->name = strdup(n->key)) == NULL)
             return -ENOMEM;
         p->node = n;
@@ -518,6 +542,14 @@ conf_load(struct config **out, const char *path, char *const *sets,
     for (int i = 0; i < CH_COUNT; i++)
         if ((rc = defaults(channel_keys, &c->channel[i])) < 0)
             goto out;
+    /* A second SMS or fax costs money and annoys: hold them by default. */
+    for (int i = CH_SMS; i <= CH_FAX; i++) {
+        free(c->channel[i].in_doubt);
+        if ((c->channel[i].in_doubt = strdup("hold")) == NULL) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
     if ((rc = read_file(path, &src, &len, err, errlen)) < 0)
         goto out;
     if (toml_parse(&c->root, src, len, &te) < 0) {

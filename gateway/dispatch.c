@@ -400,7 +400,7 @@ static struct dmsg *
 dmsg_new(struct gw *g, struct entry *e, enum gw_channel ch)
 {
     struct dmsg *d = calloc(1, sizeof *d);
-    json_t *doc, *exp;
+    json_t *doc = NULL, *exp;
     const char *key;
 
     if (!d)
@@ -412,8 +412,7 @@ dmsg_new(struct gw *g, struct entry *e, enum gw_channel ch)
     if (!e->payload ||
         (doc = json_loadb(e->payload, e->len, 0, NULL)) == NULL ||
         !json_is_string(json_object_get(doc, "key"))) {
-        if (e->payload)
-            json_decref(doc);
+        json_decref(doc);
         return d;               /* no ledger: acked as an orphan */
     }
     d->doc = doc;

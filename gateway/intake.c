@@ -348,7 +348,7 @@ on_live(struct gw_redis *r, redisReply *rep, void *arg)
 static void
 read_live(struct gw *g)
 {
-    const char *argv[8 + 2 * S_COUNT];
+    const char *argv[9 + 2 * S_COUNT];
     char count[24], block[24];
     unsigned c = (unsigned)-1;
     int argc = 0, ns = 0;

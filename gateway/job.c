@@ -64,6 +64,32 @@ ident_ok(const char *s, size_t max)
     return 1;
 }
 
+/* An IANA zone name such as "America/Argentina/Buenos_Aires" or "UTC".
+ * GLib would also take a file path or a POSIX TZ string, and a job must
+ * not make the daemon open files of its choosing. */
+static int
+tz_name_ok(const char *s)
+{
+    size_t part = 0, n = strlen(s);
+
+    if (n == 0 || n > 64 || s[0] == '/' || s[n - 1] == '/')
+        return 0;
+    for (; *s; s++) {
+        if (*s == '/') {
+            if (part == 0)
+                return 0;
+            part = 0;
+            continue;
+        }
+        if (!isalnum((unsigned char)*s) && !strchr("_+-", *s))
+            return 0;
+        if (part == 0 && !isalpha((unsigned char)*s))
+            return 0;           /* no "..", no "+05:00" */
+        part++;
+    }
+    return 1;
+}
+
 int
 job_email_valid(const char *s)
 {
@@ -133,6 +159,8 @@ job_time_parse(const char *s, const char *tz, int64_t *ms)
             : (i == 13 || i == 16) ? s[i] != ':' : !digit)
             return GW_EINVAL;
     }
+    if (tz && !tz_name_ok(tz))
+        return GW_EINVAL;
     zone = tz ? g_time_zone_new_identifier(tz) : g_time_zone_new_utc();
     if (!zone)
         return GW_EINVAL;
@@ -192,7 +220,7 @@ only_fields(const json_t *o, const char *path, const char *const *allowed,
             if (strcmp(allowed[i], k) == 0)
                 break;
         if (!allowed[i])
-            return why(reason, "%s%s%s: unknown field", path,
+            return why(reason, "%s%s%.64s: unknown field", path,
                        *path ? "." : "", k);
     }
     return 0;
@@ -253,7 +281,7 @@ job_check_recipient(const json_t *r, enum gw_channel ch, const char *path,
         return why(reason, "%s.name: must be 1-256 printable characters",
                    path);
     if (tz) {
-        if ((zone = g_time_zone_new_identifier(tz)) == NULL)
+        if (!tz_name_ok(tz) || (zone = g_time_zone_new_identifier(tz)) == NULL)
             return why(reason, "%s.tz: unknown time zone '%.64s'", path, tz);
         g_time_zone_unref(zone);
     }
@@ -354,7 +382,8 @@ check_window(const json_t *w, char reason[JOB_REASON_MAX])
             !isdigit((unsigned char)s[1]) || s[2] != ':' ||
             !isdigit((unsigned char)s[3]) || !isdigit((unsigned char)s[4]) ||
             (s[0] - '0') * 10 + (s[1] - '0') > 24 ||
-            (s[3] - '0') * 10 + (s[4] - '0') > 59)
+            (s[3] - '0') * 10 + (s[4] - '0') > 59 ||
+            (s[0] == '2' && s[1] == '4' && (s[3] != '0' || s[4] != '0')))
             return why(reason, "window.%s: must be HH:MM", names[i]);
     }
     return 0;
@@ -471,10 +500,13 @@ parse_message(struct job *j, const struct config *conf,
         check_time(j->root, "deliver_by", tz, &deliver_by, reason) < 0 ||
         check_time(j->root, "expires", tz, &j->expires_ms, reason) < 0)
         return GW_EINVAL;
+    if (j->send_at_ms && j->expires_ms && j->expires_ms <= j->send_at_ms)
+        return why(reason, "expires: must be after send_at");
+    if (j->send_at_ms && deliver_by && deliver_by <= j->send_at_ms)
+        return why(reason, "deliver_by: must be after send_at");
+    /* The earlier of the two is the message's deadline. */
     if (deliver_by && (!j->expires_ms || deliver_by < j->expires_ms))
         j->expires_ms = deliver_by;
-    if (j->expires_ms && j->send_at_ms && j->expires_ms <= j->send_at_ms)
-        return why(reason, "deliver_by: must be after send_at");
     return 0;
 }
 

@@ -1117,6 +1117,7 @@ parse_inline(struct parser *p, struct toml_node *n, int depth)
 static int
 parse_value(struct parser *p, struct toml_node *n, int depth)
 {
+    where(p, p->pos, &n->vline, &n->vcol);
     switch (peek(p)) {
     case '"':
     case '\'':

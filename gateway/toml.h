@@ -29,6 +29,8 @@ struct toml_node {
     size_t            keylen; /* length of key: a quoted key may hold NULs */
     int               line;   /* 1-based position of the key (or of the  */
     int               col;    /* value, for array elements)              */
+    int               vline;  /* 1-based position of the value itself    */
+    int               vcol;   /* (0 for tables made by headers, --set)   */
     struct toml_node *parent;
     struct toml_node *next;   /* next sibling, in document order */
     struct toml_node *child;  /* first child of a table or an array */

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "buf.h"
-#include "mustache.h"
+#include "templates/mustache.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

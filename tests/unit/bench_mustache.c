@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "buf.h"
-#include "mustache.h"
+#include "templates/mustache.h"
 
 #define RENDERS 1000000
 

@@ -223,10 +223,13 @@ test_defaults(void **state)
     assert_int_equal(gethostname(host, sizeof host), 0);
     host[sizeof host - 1] = 0;
     assert_string_equal(c->consumer, host);
+    /* email is resent with the same Message-ID; a second SMS or fax
+     * costs money, so those are held by default */
     for (int ch = 0; ch < CH_COUNT; ch++) {
         assert_null(c->channel[ch].provider);
-        assert_string_equal(c->channel[ch].in_doubt, "resend");
-        assert_int_equal(c->channel[ch].in_doubt_resend, 1);
+        assert_string_equal(c->channel[ch].in_doubt,
+                            ch == CH_EMAIL ? "resend" : "hold");
+        assert_int_equal(c->channel[ch].in_doubt_resend, ch == CH_EMAIL);
     }
     assert_int_equal(c->nprovider, 0);
     assert_null(conf_provider_find(c, "outbox"));
@@ -823,8 +826,8 @@ test_in_doubt(void **state)
     assert_int_equal(c->channel[CH_EMAIL].in_doubt_resend, 0);
     assert_string_equal(c->channel[CH_SMS].in_doubt, "resend");
     assert_int_equal(c->channel[CH_SMS].in_doubt_resend, 1);
-    assert_string_equal(c->channel[CH_FAX].in_doubt, "resend");
-    assert_int_equal(c->channel[CH_FAX].in_doubt_resend, 1);
+    assert_string_equal(c->channel[CH_FAX].in_doubt, "hold");
+    assert_int_equal(c->channel[CH_FAX].in_doubt_resend, 0);
     conf_free(c);
 
     load_err("[channel.email]\nin_doubt = \"hodl\"\n", NULL, 0, path, err);

@@ -17,7 +17,7 @@
 
 #include "buf.h"
 #include "err.h"
-#include "mustache.h"
+#include "templates/mustache.h"
 
 static struct mu_prog *
 compile_ok(const char *src)

@@ -19,7 +19,7 @@
 
 #include "buf.h"
 #include "err.h"
-#include "mustache.h"
+#include "templates/mustache.h"
 
 static const char *const spec_files[] = {
     "interpolation.json", "sections.json", "inverted.json", "comments.json",

@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "err.h"
-#include "toml.h"
+#include "gateway/toml.h"
 
 /* U+10FFFD in UTF-8, and as a JSON escape: stands in for NUL (see top). */
 #define NUL_UTF8 "\xF4\x8F\xBF\xBD"
