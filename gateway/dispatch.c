@@ -25,7 +25,7 @@ struct dmsg {
     json_t         *doc;        /* the queue entry's JSON */
     json_t         *vars;       /* referenced */
     const char     *campaign;
-    int64_t         expires;
+    int64_t         expires, send_at;
     char           *ledger, *ckey, *parked;
     struct message  m;
     char            logctx[160];
@@ -425,6 +425,8 @@ dmsg_new(struct gw *g, struct entry *e, enum gw_channel ch)
     }
     exp = json_object_get(doc, "expires");
     d->expires = json_is_integer(exp) ? json_integer_value(exp) : 0;
+    exp = json_object_get(doc, "send_at");
+    d->send_at = json_is_integer(exp) ? json_integer_value(exp) : 0;
     d->m.key = key;
     d->m.channel = ch;
     d->m.campaign = d->campaign;
@@ -473,6 +475,12 @@ dispatch_entries(struct gw *g, struct entry **es, size_t n)
                      "outcome (max_deliveries = %lld)", es[i]->deliveries,
                      (long long)g->conf->max_deliveries);
             outcome(d, ST_FAILED, reason);
+            continue;
+        }
+        if (d->send_at > gw_now_ms() + 50) {
+            /* Not yet: the delayed queue hands it back at send_at. */
+            d->due = d->send_at;
+            outcome(d, ST_DEFERRED, "waiting for send_at");
             continue;
         }
         b->msgs[b->n++] = d;
