@@ -16,6 +16,24 @@
 
 enum send_result { SEND_OK, SEND_TEMPFAIL, SEND_PERMFAIL };
 
+/* An image sent inline with an HTML part (multipart/related). */
+struct content_image {
+    const char          *name;          /* file name in the template set */
+    const char          *content_type;  /* "image/png", "image/jpeg" */
+    const char          *content_id;    /* without <>; html refers to cid: */
+    const unsigned char *data;
+    size_t               len;
+};
+
+/* The rendered content: NUL-terminated UTF-8, NULL when absent. Email
+ * uses subject/text/html/images, SMS uses sms, fax uses fax (markup). */
+struct message_content {
+    const char  *subject, *text, *html, *sms, *fax;
+    size_t       subject_len, text_len, html_len, sms_len, fax_len;
+    const struct content_image *images;
+    size_t       nimages;
+};
+
 /* One message to send. Everything is borrowed from the dispatcher and
  * stays valid until the done callback has returned. */
 struct message {
@@ -29,6 +47,14 @@ struct message {
     const json_t   *recipient;
     const json_t   *vars;       /* campaign or message vars, or NULL */
     int             attempt;    /* 1 on the first try */
+    int64_t         deadline_ms;    /* give up after this (0: none); the
+                                       SMPP validity, the fax give-up time */
+    const char     *to;         /* the address: email, or E.164 number */
+    const char     *to_name;    /* display name, or NULL */
+    const char     *unsubscribe_url;    /* https one-click URL, or NULL */
+    const char     *unsubscribe_mailto; /* mailto: address, or NULL */
+    struct message_content content;     /* rendered; all NULL until the
+                                           template layer fills it */
     struct log_ctx  log;
 };
 

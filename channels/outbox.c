@@ -72,6 +72,14 @@ mkdir_p(const char *path)
     return 0;
 }
 
+const struct conf_key outbox_conf_keys[] = {
+    /* where the files go: dir/<channel>/<message key>.json */
+    { "dir", CK_STR, 1, 0, 0, NULL, NULL },
+    /* fsync each file before it counts as delivered */
+    { "fsync", CK_BOOL, 0, 0, 0, NULL, "true" },
+    { NULL, 0, 0, 0, 0, NULL, NULL }
+};
+
 static int
 outbox_open(struct channel *ch, const struct conf_provider *conf)
 {
@@ -82,15 +90,15 @@ outbox_open(struct channel *ch, const struct conf_provider *conf)
     if (!ob)
         return -ENOMEM;
     ob->ch = ch;
-    ob->fsync = conf->fsync;
-    if ((ob->dir = strdup(conf->dir)) == NULL) {
+    ob->fsync = conf_bool(conf, "fsync");
+    if ((ob->dir = strdup(conf_str(conf, "dir"))) == NULL) {
         free(ob);
         return -ENOMEM;
     }
     for (int c = 0; c < CH_COUNT; c++) {
         if (!(conf->channels & (1u << c)))
             continue;
-        snprintf(sub, sizeof sub, "%s/%s", conf->dir,
+        snprintf(sub, sizeof sub, "%s/%s", ob->dir,
                  gw_channel_name((enum gw_channel)c));
         if ((rc = mkdir_p(sub)) < 0) {
             log_error(&ch->log, "cannot create %s: %s", sub, gw_strerror(rc));

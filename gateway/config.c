@@ -33,7 +33,19 @@ static const char *const level_choices[] = {
     "error", "warn", "info", "debug", NULL
 };
 static const char *const in_doubt_choices[] = { "resend", "hold", NULL };
-static const char *const provider_types[] = { "outbox", NULL };
+/* The backends and their key tables (defined next to each backend). */
+extern const struct conf_key outbox_conf_keys[];
+
+static const struct {
+    const char            *type;
+    const struct conf_key *keys;
+} backends[] = {
+    { "outbox", outbox_conf_keys },
+};
+#define NBACKENDS (sizeof backends / sizeof backends[0])
+
+/* Filled from backends[] by conf_load; the "type" key's choices. */
+static const char *provider_types[NBACKENDS + 1];
 
 #define C(f) offsetof(struct config, f)
 #define P(f) offsetof(struct conf_provider, f)
@@ -93,13 +105,9 @@ static const struct key_spec channel_keys[] = {
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
 static const struct key_spec provider_keys[] = {
-    { "type", K_CHOICE, P(type), 0, 0, NULL, 0, provider_types },
+    { "type", K_CHOICE, P(type), 0, 0, NULL, 0,
+      (const char *const *)provider_types },
     { "channels", K_CHANNELS, P(channels), 0, 0, NULL, 0, NULL },
-    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
-};
-static const struct key_spec outbox_keys[] = {
-    { "dir", K_STR, P(dir), 0, 0, NULL, 0, NULL },
-    { "fsync", K_BOOL, P(fsync), 0, 1, NULL, 1, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
 
@@ -390,6 +398,59 @@ load_channels(struct loader *ld, const struct toml_node *t)
     return 0;
 }
 
+/* Check one backend key's value against its conf_key. */
+static int
+check_backend_value(struct loader *ld, const struct conf_key *k,
+                    const struct toml_node *v, const char *where)
+{
+    switch (k->type) {
+    case CK_STR:
+    case CK_CHOICE:
+        if (v->type != TOML_STRING)
+            return fail_value(ld, v, "%s.%s must be a string, not %s", where,
+                              k->name, toml_type_name(v->type));
+        if (strlen(v->u.str.s) != v->u.str.len)
+            return fail_value(ld, v, "%s.%s must not contain NUL", where,
+                              k->name);
+        if (k->type == CK_CHOICE) {
+            size_t i;
+            for (i = 0; k->choices[i]; i++)
+                if (strcmp(k->choices[i], v->u.str.s) == 0)
+                    return 0;
+            const char *s = conf_suggest(v->u.str.s, k->choices);
+            return fail_value(ld, v, "%s.%s: '%s' is not one of the allowed "
+                              "values%s%s%s", where, k->name, v->u.str.s,
+                              s ? " (did you mean '" : "", s ? s : "",
+                              s ? "'?)" : "");
+        }
+        return 0;
+    case CK_INT:
+        if (v->type != TOML_INT)
+            return fail_value(ld, v, "%s.%s must be an integer, not %s",
+                              where, k->name, toml_type_name(v->type));
+        if (v->u.i < k->min || v->u.i > k->max)
+            return fail_value(ld, v, "%s.%s = %lld is out of range [%lld, "
+                              "%lld]", where, k->name, (long long)v->u.i,
+                              (long long)k->min, (long long)k->max);
+        return 0;
+    case CK_BOOL:
+        if (v->type != TOML_BOOL)
+            return fail_value(ld, v, "%s.%s must be true or false, not %s",
+                              where, k->name, toml_type_name(v->type));
+        return 0;
+    case CK_LIST:
+        if (v->type != TOML_ARRAY)
+            return fail_value(ld, v, "%s.%s must be an array of strings",
+                              where, k->name);
+        for (const struct toml_node *e = v->child; e; e = e->next)
+            if (e->type != TOML_STRING)
+                return fail_value(ld, e, "%s.%s must be an array of strings",
+                                  where, k->name);
+        return 0;
+    }
+    return GW_EINVAL;
+}
+
 static int
 load_providers(struct loader *ld, const struct toml_node *t)
 {
@@ -402,7 +463,6 @@ load_providers(struct loader *ld, const struct toml_node *t)
     for (const struct toml_node *n = t->child; n; n = n->next) {
         struct conf_provider *p;
         const struct toml_node *ty;
-        const struct key_spec *more = NULL;
 
         if (c->nprovider == CONF_MAX_PROVIDERS)
             return fail(ld, n, "more than %d providers", CONF_MAX_PROVIDERS);
@@ -410,26 +470,124 @@ load_providers(struct loader *ld, const struct toml_node *t)
         if (n->type != TOML_TABLE)
             return fail(ld, n, "%s must be a table", where);
         if ((ty = toml_get(n, "type")) == NULL)
-            return fail(ld, n, "%s: missing key 'type' (one of: outbox)",
-                        where);
+        {
+            char types[200] = "";
+            for (size_t b = 0; b < NBACKENDS; b++)
+                snprintf(types + strlen(types), sizeof types - strlen(types),
+                         "%s%s", b ? ", " : "", backends[b].type);
+            return fail(ld, n, "%s: missing key 'type' (one of: %s)", where,
+                        types);
+        }
         p = &c->provider[c->nprovider++];
-        /* The type decides which other keys exist: check it first. */
-        if ((rc = store(ld, &provider_keys[0], ty, p, where)) < 0)
-            return rc;
-        if (strcmp(p->type, "outbox") == 0)
-            more = outbox_keys;
         if ((p->name = strdup(n->key)) == NULL)
             return -ENOMEM;
         p->node = n;
         p->channels = (1u << CH_COUNT) - 1;
-        if (more && (rc = defaults(more, p)) < 0)
+        /* The type decides which other keys exist: check it first. */
+        if ((rc = store(ld, &provider_keys[0], ty, p, where)) < 0)
             return rc;
-        if ((rc = load_table(ld, n, provider_keys, more, p, where)) < 0)
-            return rc;
-        if (strcmp(p->type, "outbox") == 0 && (!p->dir || !*p->dir))
-            return fail(ld, n, "%s: an outbox provider needs 'dir'", where);
+        for (size_t b = 0; b < NBACKENDS; b++)
+            if (strcmp(backends[b].type, p->type) == 0)
+                p->keys = backends[b].keys;
+        for (const struct toml_node *v = n->child; v; v = v->next) {
+            const struct key_spec *ks = spec_find(provider_keys, v->key);
+            const struct conf_key *k = NULL;
+
+            if (ks) {
+                if ((rc = store(ld, ks, v, p, where)) < 0)
+                    return rc;
+                continue;
+            }
+            for (size_t i = 0; p->keys[i].name; i++)
+                if (strcmp(p->keys[i].name, v->key) == 0)
+                    k = &p->keys[i];
+            if (!k) {
+                const char *cand[64];
+                size_t nc = 0;
+                for (size_t i = 0; provider_keys[i].name && nc < 62; i++)
+                    cand[nc++] = provider_keys[i].name;
+                for (size_t i = 0; p->keys[i].name && nc < 62; i++)
+                    cand[nc++] = p->keys[i].name;
+                cand[nc] = NULL;
+                const char *s = conf_suggest(v->key, cand);
+                return s ? fail(ld, v, "unknown key '%s' in %s (did you "
+                                "mean '%s'?)", v->key, where, s)
+                         : fail(ld, v, "unknown key '%s' in %s (a %s "
+                                "provider)", v->key, where, p->type);
+            }
+            if ((rc = check_backend_value(ld, k, v, where)) < 0)
+                return rc;
+        }
+        for (size_t i = 0; p->keys[i].name; i++) {
+            const struct toml_node *v = toml_get(n, p->keys[i].name);
+            if (p->keys[i].required &&
+                (!v || (v->type == TOML_STRING && v->u.str.len == 0)))
+                return fail(ld, n, "%s: %s %s provider needs '%s'", where,
+                            strchr("aeiou", p->type[0]) ? "an" : "a",
+                            p->type, p->keys[i].name);
+        }
     }
     return 0;
+}
+
+static const struct conf_key *
+backend_key(const struct conf_provider *p, const char *key)
+{
+    for (size_t i = 0; p->keys && p->keys[i].name; i++)
+        if (strcmp(p->keys[i].name, key) == 0)
+            return &p->keys[i];
+    return NULL;
+}
+
+const char *
+conf_str(const struct conf_provider *p, const char *key)
+{
+    const struct toml_node *v = toml_get(p->node, key);
+    const struct conf_key *k;
+
+    if (v && v->type == TOML_STRING)
+        return v->u.str.s;
+    k = backend_key(p, key);
+    return k ? k->def : NULL;
+}
+
+int64_t
+conf_int(const struct conf_provider *p, const char *key)
+{
+    const struct toml_node *v = toml_get(p->node, key);
+    const struct conf_key *k;
+
+    if (v && v->type == TOML_INT)
+        return v->u.i;
+    k = backend_key(p, key);
+    return k && k->def ? strtoll(k->def, NULL, 10) : 0;
+}
+
+int
+conf_bool(const struct conf_provider *p, const char *key)
+{
+    const struct toml_node *v = toml_get(p->node, key);
+    const struct conf_key *k;
+
+    if (v && v->type == TOML_BOOL)
+        return v->u.b;
+    k = backend_key(p, key);
+    return k && k->def && strcmp(k->def, "true") == 0;
+}
+
+size_t
+conf_list(const struct conf_provider *p, const char *key, const char **out,
+          size_t max)
+{
+    const struct toml_node *v = toml_get(p->node, key);
+    size_t n = 0;
+
+    if (!v || v->type != TOML_ARRAY)
+        return 0;
+    for (const struct toml_node *e = v->child; e; e = e->next, n++)
+        if (n < max)
+            out[n] = e->u.str.s;
+    return n;
 }
 
 /* "a.b=value": value is TOML if it parses, else taken as a bare string. */
@@ -532,6 +690,8 @@ conf_load(struct config **out, const char *path, char *const *sets,
     size_t len;
     int rc;
 
+    for (size_t b = 0; b < NBACKENDS; b++)
+        provider_types[b] = backends[b].type;
     if ((c = calloc(1, sizeof *c)) == NULL)
         return -ENOMEM;
     ld.c = c;
@@ -673,7 +833,6 @@ conf_free(struct config *c)
     for (size_t i = 0; i < c->nprovider; i++) {
         free(c->provider[i].name);
         free(c->provider[i].type);
-        free(c->provider[i].dir);
     }
     toml_free(c->root);
     free(c);

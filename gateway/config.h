@@ -17,15 +17,38 @@
 
 enum gw_channel { CH_EMAIL, CH_SMS, CH_FAX, CH_COUNT };
 
+/* A backend's own provider keys: each channel backend declares a table
+ * (e.g. outbox_conf_keys in channels/outbox.c); config.c checks every
+ * [provider.NAME] against the table of its type, and the backend reads the
+ * values with conf_str/conf_int/conf_bool/conf_list at open. */
+enum conf_key_type { CK_STR, CK_INT, CK_BOOL, CK_CHOICE, CK_LIST };
+
+struct conf_key {
+    const char         *name;
+    enum conf_key_type  type;
+    int                 required;
+    int64_t             min, max;   /* CK_INT range */
+    const char *const  *choices;    /* CK_CHOICE, NULL-terminated */
+    const char         *def;        /* default as text ("5000", "true");
+                                       NULL: none */
+};
+
 struct conf_provider {
     char        *name;          /* [provider.NAME] */
-    char        *type;          /* "outbox" (later smtp, smpp, fax) */
+    char        *type;          /* the backend: "outbox", ... */
     unsigned     channels;      /* bit (1 << enum gw_channel) per channel */
-    const struct toml_node *node; /* the table, for the backend's own keys */
-    /* outbox */
-    char        *dir;
-    int          fsync;
+    const struct toml_node *node;   /* the table (borrowed from the root) */
+    const struct conf_key  *keys;   /* the backend's table */
 };
+
+/* Values of a backend key: the file's, else the table's default. Strings
+ * are borrowed from the config. conf_list fills up to max entries and
+ * returns how many there are. */
+const char *conf_str(const struct conf_provider *p, const char *key);
+int64_t conf_int(const struct conf_provider *p, const char *key);
+int conf_bool(const struct conf_provider *p, const char *key);
+size_t conf_list(const struct conf_provider *p, const char *key,
+                 const char **out, size_t max);
 
 struct conf_channel {
     char        *provider;      /* default provider name, or NULL */

@@ -203,8 +203,8 @@ test_example_loads(void **state)
     assert_ptr_equal(p, &c->provider[0]);
     assert_string_equal(p->type, "outbox");
     assert_int_equal(p->channels, 7);
-    assert_string_equal(p->dir, "/var/spool/gatewayd/outbox");
-    assert_int_equal(p->fsync, 1);
+    assert_string_equal(conf_str(p, "dir"), "/var/spool/gatewayd/outbox");
+    assert_int_equal(conf_bool(p, "fsync"), 1);
     assert_non_null(p->node);
     assert_null(conf_provider_find(c, "Outbox"));
     conf_free(c);
@@ -259,7 +259,7 @@ test_defaults(void **state)
     assert_int_equal(c->nprovider, 1);
     assert_string_equal(c->provider[0].name, "o");
     assert_int_equal(c->provider[0].channels, 7);
-    assert_int_equal(c->provider[0].fsync, 1);
+    assert_int_equal(conf_bool(&c->provider[0], "fsync"), 1);
     conf_free(c);
 
     conf_free(NULL);
@@ -608,8 +608,8 @@ test_channel_provider_checks(void **state)
     assert_null(c->channel[CH_FAX].provider);
     assert_int_equal(conf_provider_find(c, "mailonly")->channels,
                      1u << CH_EMAIL);
-    assert_int_equal(conf_provider_find(c, "mailonly")->fsync, 0);
-    assert_string_equal(conf_provider_find(c, "all")->dir, "/tmp/all");
+    assert_int_equal(conf_bool(conf_provider_find(c, "mailonly"), "fsync"), 0);
+    assert_string_equal(conf_str(conf_provider_find(c, "all"), "dir"), "/tmp/all");
     conf_free(c);
 
     /* redis.url must be redis:// or unix:// */
@@ -674,7 +674,7 @@ test_set_overrides(void **state)
     assert_int_equal(c->nprovider, 1);
     assert_string_equal(c->provider[0].name, "x");
     assert_string_equal(c->provider[0].type, "outbox");
-    assert_string_equal(c->provider[0].dir, "/tmp/x");
+    assert_string_equal(conf_str(&c->provider[0], "dir"), "/tmp/x");
     assert_int_equal(c->provider[0].channels, 1u << CH_SMS);
     assert_string_equal(c->channel[CH_SMS].provider, "x");
     assert_int_equal(c->channel[CH_FAX].in_doubt_resend, 0);
@@ -685,7 +685,7 @@ test_set_overrides(void **state)
     sets[0] = "provider.outbox.fsync=false";
     c = load_ok("[provider.outbox]\ntype = \"outbox\"\ndir = \"/tmp\"\n",
                 sets, 1);
-    assert_int_equal(c->provider[0].fsync, 0);
+    assert_int_equal(conf_bool(&c->provider[0], "fsync"), 0);
     conf_free(c);
 }
 
