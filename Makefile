@@ -23,12 +23,14 @@ SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined 
             -fno-omit-frame-pointer
 
 COMMON_SRC   := common/buf.c common/err.c common/log.c
-TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c
+TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c \
+                templates/template.c templates/html.c
 CHANNEL_SRC  := channels/channel.c channels/outbox.c
 GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/redis_uv.c gateway/job.c gateway/state.c \
                 gateway/track.c gateway/intake.c gateway/expand.c \
-                gateway/dispatch.c gateway/metrics.c gateway/http.c
+                gateway/dispatch.c gateway/metrics.c gateway/http.c \
+                gateway/tplcache.c
 LIB_SRC      := $(COMMON_SRC) $(TEMPLATE_SRC) $(CHANNEL_SRC) $(GATEWAY_SRC)
 MAIN_SRC     := gateway/main.c
 HEADERS      := $(wildcard common/*.h gateway/*.h channels/*.h templates/*.h \

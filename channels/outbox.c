@@ -130,11 +130,19 @@ file_name(struct buf *b, const char *key)
     return rc;
 }
 
-/* Until templates land, the outbox records what would be rendered. */
+static void
+set_part(json_t *o, const char *name, const char *s, size_t len)
+{
+    if (s)
+        json_object_set_new(o, name, json_stringn(s, len));
+}
+
+/* The rendered message as JSON: what the channel would have sent. */
 static int
 render_json(struct buf *b, const struct message *m)
 {
-    json_t *o = json_object();
+    const struct message_content *c = &m->content;
+    json_t *o = json_object(), *imgs;
     char *s;
     int rc;
 
@@ -145,14 +153,35 @@ render_json(struct buf *b, const struct message *m)
     if (m->campaign)
         json_object_set_new(o, "campaign", json_string(m->campaign));
     json_object_set_new(o, "customer", json_string(m->customer));
+    if (m->to)
+        json_object_set_new(o, "to", json_string(m->to));
+    if (m->to_name)
+        json_object_set_new(o, "to_name", json_string(m->to_name));
     json_object_set_new(o, "provider", json_string(m->provider));
     json_object_set_new(o, "template", json_string(m->template));
     if (m->class)
         json_object_set_new(o, "class", json_string(m->class));
-    json_object_set(o, "recipient", (json_t *)m->recipient);
-    if (m->vars)
-        json_object_set(o, "vars", (json_t *)m->vars);
     json_object_set_new(o, "attempt", json_integer(m->attempt));
+    set_part(o, "subject", c->subject, c->subject_len);
+    set_part(o, "text", c->text, c->text_len);
+    set_part(o, "html", c->html, c->html_len);
+    set_part(o, "sms", c->sms, c->sms_len);
+    set_part(o, "fax", c->fax, c->fax_len);
+    if (c->nimages) {
+        imgs = json_array();
+        for (size_t i = 0; i < c->nimages; i++) {
+            json_t *im = json_object();
+            json_object_set_new(im, "name", json_string(c->images[i].name));
+            json_object_set_new(im, "content_type",
+                                json_string(c->images[i].content_type));
+            json_object_set_new(im, "content_id",
+                                json_string(c->images[i].content_id));
+            json_object_set_new(im, "bytes",
+                                json_integer((json_int_t)c->images[i].len));
+            json_array_append_new(imgs, im);
+        }
+        json_object_set_new(o, "images", imgs);
+    }
     s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     if (!s)

@@ -93,6 +93,13 @@ static const struct key_spec dispatch_keys[] = {
     { "max_attempts", K_INT, C(max_attempts), 1, 1000, NULL, 10, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
+static const struct key_spec templates_keys[] = {
+    { "dir", K_STR, C(templates_dir), 0, 0, "/etc/gatewayd/templates", 0,
+      NULL },
+    { "check_ms", K_INT, C(templates_check_ms), 0, 3600000, NULL, 1000,
+      NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
 static const struct key_spec http_keys[] = {
     { "listen", K_STR, C(http_listen), 0, 0, "127.0.0.1:8025", 0, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
@@ -120,6 +127,7 @@ static const struct {
     { "intake", intake_keys },
     { "dispatch", dispatch_keys },
     { "http", http_keys },
+    { "templates", templates_keys },
     { "channel", NULL },        /* [channel.email|sms|fax] */
     { "provider", NULL },       /* [provider.NAME] */
 };
@@ -725,7 +733,8 @@ conf_load(struct config **out, const char *path, char *const *sets,
         (rc = defaults(redis_keys, c)) < 0 ||
         (rc = defaults(intake_keys, c)) < 0 ||
         (rc = defaults(dispatch_keys, c)) < 0 ||
-        (rc = defaults(http_keys, c)) < 0)
+        (rc = defaults(http_keys, c)) < 0 ||
+        (rc = defaults(templates_keys, c)) < 0)
         goto out;
 
     for (const struct toml_node *n = c->root->child; n; n = n->next) {
@@ -826,6 +835,7 @@ conf_free(struct config *c)
     free(c->redis_url);
     free(c->prefix);
     free(c->http_listen);
+    free(c->templates_dir);
     for (int i = 0; i < CH_COUNT; i++) {
         free(c->channel[i].provider);
         free(c->channel[i].in_doubt);

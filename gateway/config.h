@@ -93,6 +93,10 @@ struct config {
     /* [http] */
     char        *http_listen;
 
+    /* [templates] */
+    char        *templates_dir;
+    int64_t      templates_check_ms;
+
     struct conf_channel  channel[CH_COUNT];
     struct conf_provider provider[CONF_MAX_PROVIDERS];
     size_t       nprovider;

@@ -9,7 +9,9 @@
 #include "gw.h"
 
 #include "../common/err.h"
+#include "../templates/template.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,9 @@ struct dmsg {
     int64_t         expires, send_at;
     char           *ledger, *ckey, *parked;
     struct message  m;
+    struct tref    *tr;         /* the template set it was rendered from */
+    struct tpl_out *out;        /* its rendered content */
+    struct content_image images[TPL_MAX_IMAGES];
     char            logctx[160];
     /* the outcome */
     enum msg_state  state;      /* ST_NONE: ack only */
@@ -59,6 +64,11 @@ dmsg_free(struct dmsg *d)
     d->g->dp->inflight--;
     json_decref(d->doc);
     json_decref(d->vars);
+    tref_put(d->tr);
+    if (d->out) {
+        tpl_out_free(d->out);
+        free(d->out);
+    }
     g_free(d->ledger);
     g_free(d->ckey);
     g_free(d->parked);
@@ -245,6 +255,85 @@ on_sent(struct message *m, const struct send_outcome *o, void *arg)
     outcome(d, ST_DEFERRED, o->reply);
 }
 
+static const char *
+str_or_null(const struct buf *b, size_t *len)
+{
+    *len = b->len;
+    return b->len ? b->data : NULL;
+}
+
+/* Render the message's template into d->out and point d->m.content at
+ * it. A render failure (strict miss, CR/LF in the subject) is permanent
+ * for this message; a set not loaded yet (Redis away) is retried. */
+static int
+render(struct dmsg *d)
+{
+    static const enum tpl_channel tch[CH_COUNT] = { TPL_EMAIL, TPL_SMS,
+                                                     TPL_FAX };
+    static const char *const contact[CH_COUNT] = { "email", "phone", "fax" };
+    struct gw *g = d->g;
+    struct tpl_data td;
+    struct tpl_error te;
+    struct message_content *c = &d->m.content;
+    const char *err = NULL;
+    char reason[600];
+    int rc;
+
+    rc = tplcache_get(g, d->m.template, &d->tr, &err);
+    if (rc == GW_ENOTFOUND) {
+        d->due = gw_now_ms() + 1000;
+        outcome(d, ST_DEFERRED, "template not loaded yet");
+        return -1;
+    }
+    if (rc < 0) {
+        outcome(d, ST_FAILED, err);
+        return -1;
+    }
+    if (!d->out) {
+        if ((d->out = malloc(sizeof *d->out)) == NULL)
+            fatal("out of memory");
+        tpl_out_init(d->out, 0);
+    }
+    memset(&td, 0, sizeof td);
+    td.recipient = d->m.recipient;
+    td.vars = d->m.vars;
+    td.message_id = d->m.key;
+    td.campaign = d->campaign;
+    td.channel = gw_channel_name(d->ch);
+    td.unsubscribe_url = d->m.unsubscribe_url;
+    memset(&te, 0, sizeof te);
+    if ((rc = tpl_render(tref_tpl(d->tr), tch[d->ch], &td, NULL, d->out,
+                         &te)) < 0) {
+        if (rc == -ENOMEM)
+            fatal("out of memory");
+        snprintf(reason, sizeof reason, "render: %s",
+                 tpl_error_format(&te, (char[400]){ 0 }, 400));
+        outcome(d, ST_FAILED, reason);
+        return -1;
+    }
+    c->subject = str_or_null(&d->out->subject, &c->subject_len);
+    c->html = str_or_null(&d->out->html, &c->html_len);
+    c->text = str_or_null(&d->out->text, &c->text_len);
+    c->sms = str_or_null(&d->out->sms, &c->sms_len);
+    c->fax = str_or_null(&d->out->fax, &c->fax_len);
+    for (size_t i = 0; i < d->out->nimages; i++) {
+        const struct tpl_image *im = d->out->images[i];
+        d->images[i].name = im->name;
+        d->images[i].content_type = im->content_type;
+        d->images[i].content_id = im->cid;
+        d->images[i].data = im->data;
+        d->images[i].len = im->len;
+    }
+    c->images = d->images;
+    c->nimages = d->out->nimages;
+    d->m.to = json_string_value(json_object_get(d->m.recipient,
+                                                contact[d->ch]));
+    d->m.to_name = json_string_value(json_object_get(d->m.recipient,
+                                                     "name"));
+    d->m.deadline_ms = d->expires;
+    return 0;
+}
+
 static struct channel *
 channel_for(struct gw *g, const char *provider)
 {
@@ -275,6 +364,8 @@ send_one(struct dmsg *d, int attempt)
         if (!json_is_null(v))
             d->m.vars = d->vars = json_incref(v);
     }
+    if (render(d) < 0)
+        return;                 /* the outcome is recorded */
     if ((ch = channel_for(g, d->m.provider)) == NULL) {
         snprintf(reason, sizeof reason, "provider '%.100s' is not configured",
                  d->m.provider);
@@ -396,6 +487,16 @@ on_def(struct gw_redis *r, redisReply *rep, void *arg)
         begin_batch(b);
 }
 
+static void
+on_templates(void *arg, int ok)
+{
+    struct dbatch *b = arg;
+
+    (void)ok;   /* a set still missing is deferred by render() */
+    if (--b->fetching == 0)
+        begin_batch(b);
+}
+
 static struct dmsg *
 dmsg_new(struct gw *g, struct entry *e, enum gw_channel ch)
 {
@@ -494,29 +595,39 @@ dispatch_entries(struct gw *g, struct entry **es, size_t n)
     if (b->n == 0) {
         free(b->msgs);
         free(b);
-    } else if (!want) {
-        begin_batch(b);
     } else {
+        GHashTable *tset = g_hash_table_new(g_str_hash, g_str_equal);
+        GPtrArray *names = g_ptr_array_new();
         GHashTableIter it;
         gpointer id;
 
         b->fetching = 1;        /* held until every fetch is sent */
-        g_hash_table_iter_init(&it, want);
-        while (g_hash_table_iter_next(&it, &id, NULL)) {
-            struct def_fetch *f = calloc(1, sizeof *f);
-            char *ck = g_strdup_printf("%scampaign:%s", g->k.prefix,
-                                       (char *)id);
-            const char *argv[] = { "HGET", ck, "def" };
-            f->b = b;
-            f->campaign = g_strdup(id);
-            if (gw_redis_cmd(g->cmd, on_def, f, 0, 3, argv, NULL) == 0)
-                b->fetching++;
-            else {
-                g_free(f->campaign);
-                free(f);
+        if (want) {
+            g_hash_table_iter_init(&it, want);
+            while (g_hash_table_iter_next(&it, &id, NULL)) {
+                struct def_fetch *f = calloc(1, sizeof *f);
+                char *ck = g_strdup_printf("%scampaign:%s", g->k.prefix,
+                                           (char *)id);
+                const char *argv[] = { "HGET", ck, "def" };
+                f->b = b;
+                f->campaign = g_strdup(id);
+                if (gw_redis_cmd(g->cmd, on_def, f, 0, 3, argv, NULL) == 0)
+                    b->fetching++;
+                else {
+                    g_free(f->campaign);
+                    free(f);
+                }
+                g_free(ck);
             }
-            g_free(ck);
         }
+        for (size_t i = 0; i < b->n; i++)
+            if (b->msgs[i]->m.template[0] &&
+                g_hash_table_add(tset, (gpointer)b->msgs[i]->m.template))
+                g_ptr_array_add(names, (gpointer)b->msgs[i]->m.template);
+        b->fetching++;
+        tplcache_ensure(g, names, on_templates, b);
+        g_ptr_array_free(names, TRUE);
+        g_hash_table_destroy(tset);
         if (--b->fetching == 0)
             begin_batch(b);
     }

@@ -84,6 +84,7 @@ struct gw {
     struct dispatch  *dp;
     struct expander  *ex;
     struct http      *http;
+    struct tplcache  *tc;
     struct ops       *retry;    /* Redis work to resend after a reconnect */
     char             *config_path;
     char            **sets;
@@ -166,6 +167,26 @@ void dispatch_flush(struct gw *g);
 void dispatch_drop(struct gw *g);
 unsigned dispatch_inflight(struct gw *g);
 void dispatch_free(struct gw *g);
+
+/* tplcache.c: compiled template sets, reference-counted */
+struct tref;
+struct tpl;
+int  tplcache_init(struct gw *g);
+void tplcache_free(struct gw *g);
+/* SIGHUP: forget every set (in-flight messages keep theirs). */
+void tplcache_clear(struct gw *g);
+/* Load or refresh names (char *), then cb(arg, ok); ok = 0 when Redis
+ * could not be asked. */
+void tplcache_ensure(struct gw *g, GPtrArray *names,
+                     void (*cb)(void *arg, int ok), void *arg);
+/* A new reference to name's set in *out. GW_ENOTFOUND: not loaded (ask
+ * tplcache_ensure); GW_EINVAL: missing or broken, *error (borrowed) says
+ * why, with template, part, line and column. */
+int tplcache_get(struct gw *g, const char *name, struct tref **out,
+                 const char **error);
+struct tref *tref_get(struct tref *r);
+void tref_put(struct tref *r);
+const struct tpl *tref_tpl(const struct tref *r);
 
 /* http.c: /metrics, /healthz */
 int  http_start(struct gw *g);

@@ -10,6 +10,7 @@
 #include "gw.h"
 
 #include "../common/err.h"
+#include "../templates/template.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -641,15 +642,27 @@ struct enq_item {
     char         *customer, *provider;
 };
 
+/* A parsed batch of jobs waiting for its templates to be loaded. */
+struct jobs_batch {
+    struct gw     *g;
+    struct entry **es;
+    struct job   **jobs;
+    size_t         n;
+};
+
+static void route_jobs(void *arg, int ok);
+
 static void
 jobs_handler(struct gw *g, struct entry **es, size_t n)
 {
-    struct enq_item *it = calloc(n, sizeof *it);
-    size_t ni = 0;
+    struct jobs_batch *b = calloc(1, sizeof *b);
+    GPtrArray *names = g_ptr_array_new();
     char reason[JOB_REASON_MAX];
 
-    if (!it)
+    if (!b || (b->es = calloc(n, sizeof *b->es)) == NULL ||
+        (b->jobs = calloc(n, sizeof *b->jobs)) == NULL)
         fatal("out of memory");
+    b->g = g;
     for (size_t i = 0; i < n; i++) {
         struct entry *e = es[i];
         enum dead_class cls;
@@ -666,6 +679,77 @@ jobs_handler(struct gw *g, struct entry **es, size_t n)
             continue;
         }
         g->m.jobs_received[j->type]++;
+        if (j->template)
+            g_ptr_array_add(names, (gpointer)j->template);
+        b->es[b->n] = e;
+        b->jobs[b->n++] = j;
+    }
+    /* names borrow from the jobs, which live until route_jobs */
+    tplcache_ensure(g, names, route_jobs, b);
+    g_ptr_array_free(names, TRUE);
+}
+
+/* Does the set have what the channel sends? */
+static const char *
+template_fits(const struct tpl *t, enum gw_channel ch)
+{
+    switch (ch) {
+    case CH_EMAIL:
+        if (!tpl_has(t, TPL_P_SUBJECT))
+            return "has no subject part (subject.txt)";
+        if (!tpl_has(t, TPL_P_HTML) && !tpl_has(t, TPL_P_TEXT))
+            return "has no html or text part for email";
+        return NULL;
+    case CH_SMS:
+        return tpl_has(t, TPL_P_SMS) ? NULL : "has no sms part (sms.txt)";
+    case CH_FAX:
+        return tpl_has(t, TPL_P_FAX) ? NULL : "has no fax part (fax.html)";
+    default:
+        return "unknown channel";
+    }
+}
+
+static void
+route_jobs(void *arg, int ok)
+{
+    struct jobs_batch *b = arg;
+    struct gw *g = b->g;
+    struct enq_item *it = calloc(b->n ? b->n : 1, sizeof *it);
+    size_t ni = 0;
+    char reason[JOB_REASON_MAX];
+
+    if (!it)
+        fatal("out of memory");
+    for (size_t i = 0; i < b->n; i++) {
+        struct entry *e = b->es[i];
+        struct job *j = b->jobs[i];
+
+        if (j->template) {
+            const char *err = NULL, *misfit;
+            struct tref *tr = NULL;
+            int rc = tplcache_get(g, j->template, &tr, &err);
+
+            if (rc == GW_ENOTFOUND || (rc < 0 && !ok)) {
+                /* Redis did not answer: try again after the reconnect. */
+                job_free(j);
+                stream_done(e);
+                continue;
+            }
+            if (!tr) {
+                dead_letter(g, e, DEAD_TEMPLATE, err);
+                job_free(j);
+                continue;
+            }
+            misfit = template_fits(tref_tpl(tr), j->channel);
+            tref_put(tr);
+            if (misfit) {
+                snprintf(reason, sizeof reason, "template: '%.100s' %s",
+                         j->template, misfit);
+                dead_letter(g, e, DEAD_TEMPLATE, reason);
+                job_free(j);
+                continue;
+            }
+        }
         if (j->type == JOB_CAMPAIGN) {
             campaign_job(g, j, e);      /* takes j */
             continue;
@@ -686,14 +770,17 @@ jobs_handler(struct gw *g, struct entry **es, size_t n)
         ni++;
         job_free(j);
     }
+    free(b->es);
+    free(b->jobs);
+    free(b);
     if (ni > 0) {
         /* Ledger + queue + ack for the whole batch in one script. */
-        struct enq_batch *b = calloc(1, sizeof *b);
+        struct enq_batch *eb = calloc(1, sizeof *eb);
         struct ops *o;
 
-        if (!b || (b->es = calloc(ni, sizeof *b->es)) == NULL)
+        if (!eb || (eb->es = calloc(ni, sizeof *eb->es)) == NULL)
             fatal("out of memory");
-        o = ops_new(g, &gw_scripts.enqueue, on_enqueued, b);
+        o = ops_new(g, &gw_scripts.enqueue, on_enqueued, eb);
         ops_key(o, g->k.jobs);
         ops_key(o, g->k.events);
         for (size_t i = 0; i < ni; i++) {
@@ -710,7 +797,7 @@ jobs_handler(struct gw *g, struct entry **es, size_t n)
             ops_arg(o, it[i].channel);
             ops_arg(o, it[i].provider);
             ops_arg(o, it[i].payload);
-            b->es[b->n++] = it[i].e;
+            eb->es[eb->n++] = it[i].e;
             g_free(it[i].key);
             g_free(it[i].ledger);
             free(it[i].payload);

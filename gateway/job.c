@@ -17,7 +17,8 @@
 #define ID_MAX 200
 
 static const char *const dead_names[DEAD_COUNT] = {
-    "json", "field", "unsupported", "too_large", "recipient", "deliveries"
+    "json", "field", "unsupported", "too_large", "recipient", "deliveries",
+    "template"
 };
 
 const char *

@@ -24,6 +24,7 @@ enum dead_class {
     DEAD_TOO_LARGE,
     DEAD_RECIPIENT,     /* one audience recipient rejected */
     DEAD_DELIVERIES,    /* delivered max_deliveries times, no outcome */
+    DEAD_TEMPLATE,      /* its template is missing or broken */
     DEAD_COUNT
 };
 

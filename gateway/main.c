@@ -309,8 +309,12 @@ on_signal(uv_signal_t *s, int signum)
     }
     if ((lv = log_level_parse(c->log_level)) >= 0)
         log_threshold = (enum log_level)lv;
-    log_info(&lg, "SIGHUP: config re-read; log_level = %s applied (other "
-             "changes take effect at the next start)", c->log_level);
+    /* Templates are compiled again on next use; messages being sent keep
+     * the set they were rendered from. */
+    tplcache_clear(g);
+    log_info(&lg, "SIGHUP: config re-read; log_level = %s applied, "
+             "templates reloaded (other changes take effect at the next "
+             "start)", c->log_level);
     conf_free(c);
 }
 
@@ -407,7 +411,8 @@ main(int argc, char **argv)
         fatal("cannot build the Lua scripts");
     if (open_channels(&g) < 0)
         fatal("cannot open the channels");
-    if (dispatch_init(&g) < 0 || expander_init(&g) < 0 || intake_init(&g) < 0)
+    if (dispatch_init(&g) < 0 || expander_init(&g) < 0 ||
+        intake_init(&g) < 0 || tplcache_init(&g) < 0)
         fatal("out of memory");
     if (http_start(&g) < 0)
         fatal("cannot start the HTTP server on %s", g.conf->http_listen);
@@ -452,6 +457,7 @@ main(int argc, char **argv)
     }
     log_info(&lg, "stopped");
     intake_free(&g);
+    tplcache_free(&g);
     expander_free(&g);
     dispatch_free(&g);
     track_free();

@@ -15,6 +15,8 @@ import urllib.request
 import redis
 
 GATEWAYD = os.environ.get("GATEWAYD", os.path.abspath("bin/gatewayd"))
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "templates")
 
 
 class TestFailure(Exception):
@@ -113,6 +115,9 @@ claim_idle_ms = 600000
 [http]
 listen = "127.0.0.1:{http_port}"
 
+[templates]
+dir = "{templates}"
+
 [channel.email]
 provider = "outbox"
 
@@ -134,12 +139,14 @@ class Gateway:
                  name="gatewayd"):
         self.workdir = workdir
         self.outbox = os.path.join(workdir, "outbox")
+        self.templates = TEMPLATES
         self.http_port = free_port()
         self.config = os.path.join(workdir, name + ".toml")
         with open(self.config, "w") as f:
             f.write(CONFIG.format(consumer=consumer, redis_url=redis_url,
                                   http_port=self.http_port,
-                                  outbox=self.outbox))
+                                  outbox=self.outbox,
+                                  templates=self.templates))
         self.sets = list(sets)
         self.logpath = os.path.join(workdir, name + ".log")
         self.proc = None

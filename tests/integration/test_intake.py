@@ -29,9 +29,9 @@ def test_10k_jobs_reach_outbox(ctx):
     # A file holds what the job asked for.
     with open(os.path.join(gw.outbox, "sms", "m-sms-1.json")) as f:
         doc = json.load(f)
-    check(doc["recipient"]["phone"] == "+4915100000001", "recipient in file")
-    check(doc["template"] == "welcome" and doc["vars"] == {"n": 1},
-          "template and vars in file: %r" % doc)
+    check(doc["to"] == "+4915100000001", "recipient in file")
+    check(doc["template"] == "welcome" and doc["sms"] == "Hi , code 1",
+          "rendered sms in file: %r" % doc)
     # Ledger, queue and metrics agree.
     check(r.hget("gw:msg:m-email-3", "state") == "delivered", "ledger state")
     wait_until(lambda: gw.metric_sum("gw_stream_pending") == 0, 10,
