@@ -42,7 +42,7 @@ UNIT_TESTS := test_toml test_config test_job test_state test_mustache \
 OBJ     := $(LIB_SRC:%.c=build/obj/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=build/san/%.o)
 
-all: bin/gatewayd
+all: bin/gatewayd bin/gatewayctl
 
 build/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -63,6 +63,20 @@ bin/gatewayd-san: $(SAN_OBJ) build/san/gateway/main.o
 	@mkdir -p bin
 	@echo "  LD san  $@"
 	@$(CC) $(SANFLAGS) $^ $(PKGLIBS) -o $@
+
+bin/gatewayctl: tools/gatewayctl.c $(OBJ)
+	@mkdir -p bin
+	@echo "  LD      $@"
+	@$(CC) $(ALLCFLAGS) $< $(OBJ) $(PKGLIBS) -o $@
+
+build/bench/%: tests/unit/%.c $(OBJ)
+	@mkdir -p build/bench
+	@echo "  LD      $@"
+	@$(CC) $(ALLCFLAGS) $< $(OBJ) $(PKGLIBS) -o $@
+
+BENCHES := bench_mustache
+bench: $(BENCHES:%=build/bench/%)
+	@for b in $(BENCHES); do echo "== $$b"; build/bench/$$b; done
 
 build/test/%: tests/unit/%.c $(OBJ)
 	@mkdir -p build/test
@@ -107,5 +121,5 @@ style:
 clean:
 	rm -rf build bin
 
-.PHONY: all unit integration test demo deps fuzz style clean
+.PHONY: all unit integration test demo deps fuzz style clean bench
 .SECONDARY:
