@@ -25,7 +25,7 @@ SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined 
 COMMON_SRC   := common/buf.c common/err.c common/log.c
 TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c \
                 templates/template.c templates/html.c
-CHANNEL_SRC  := channels/channel.c channels/outbox.c
+CHANNEL_SRC  := channels/channel.c channels/outbox.c channels/mime.c channels/smtp.c
 GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/redis_uv.c gateway/job.c gateway/state.c \
                 gateway/track.c gateway/intake.c gateway/expand.c \

@@ -11,6 +11,7 @@
 
 static const struct channel_ops *const backends[] = {
     &outbox_ops,
+    &smtp_ops,
 };
 
 int

@@ -338,6 +338,7 @@ check_uri(const char *u, const char *what, char *reason, size_t len)
 struct hw {                     /* a header line being written */
     struct buf *b;
     size_t      col;
+    int         fresh;          /* nothing after the colon yet */
 };
 
 static int
@@ -345,6 +346,7 @@ hw_start(struct hw *h, struct buf *b, const char *name)
 {
     h->b = b;
     h->col = strlen(name) + 1;
+    h->fresh = 1;
     return buf_printf(b, "%s:", name);
 }
 
@@ -354,7 +356,7 @@ hw_token(struct hw *h, const char *s, size_t n)
 {
     int rc;
 
-    if (h->col + 1 + n > MIME_FOLD_AT && h->col > 1) {
+    if (h->col + 1 + n > MIME_FOLD_AT && !h->fresh) {
         rc = buf_append(h->b, "\r\n ", 3);
         h->col = 1;
     } else {
@@ -364,6 +366,7 @@ hw_token(struct hw *h, const char *s, size_t n)
     if (rc == 0)
         rc = buf_append(h->b, s, n);
     h->col += n;
+    h->fresh = 0;
     return rc;
 }
 
@@ -509,6 +512,7 @@ hw_ewords(struct hw *h, const unsigned char *s, size_t n)
             (rc = buf_append(h->b, word, (size_t)(w - word))) < 0)
             return rc;
         h->col += 1 + (size_t)(w - word);
+        h->fresh = 0;
         i += k;
     } while (i < n);
     return 0;
@@ -1185,10 +1189,9 @@ mime_build(struct buf *out, const struct mime_msg *m, char *reason,
         return rc;
     if ((rc = put_unsubscribe(out, m, reason, reasonlen)) < 0)
         return rc;
-    if (m->campaign && (rc = hw_start(&h, out, "X-Campaign-ID")) == 0 &&
-        ((rc = hw_text(&h, m->campaign)) < 0 || (rc = hw_end(&h)) < 0))
-        return rc;
-    if (rc < 0)
+    if (m->campaign &&
+        ((rc = hw_start(&h, out, "X-Campaign-ID")) < 0 ||
+         (rc = hw_text(&h, m->campaign)) < 0 || (rc = hw_end(&h)) < 0))
         return rc;
     if ((rc = put_body(&w)) < 0)
         return rc;

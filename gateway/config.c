@@ -35,12 +35,14 @@ static const char *const level_choices[] = {
 static const char *const in_doubt_choices[] = { "resend", "hold", NULL };
 /* The backends and their key tables (defined next to each backend). */
 extern const struct conf_key outbox_conf_keys[];
+extern const struct conf_key smtp_conf_keys[];
 
 static const struct {
     const char            *type;
     const struct conf_key *keys;
 } backends[] = {
     { "outbox", outbox_conf_keys },
+    { "smtp", smtp_conf_keys },
 };
 #define NBACKENDS (sizeof backends / sizeof backends[0])
 

@@ -71,10 +71,11 @@ struct gw {
     struct keys       k;
     struct stream     streams[S_COUNT];
     int               groups_ready;
+    int               setup_failed;
     int               reading;  /* a blocking read is outstanding */
     int               stopping;
     uv_timer_t        claim_timer, stats_timer, lag_timer, retry_timer,
-                      promote_timer;
+                      promote_timer, setup_timer;
     uv_check_t        flush_check;
     uv_signal_t       sig_term, sig_int, sig_hup;
     uint64_t          lag_expected;

@@ -20,6 +20,7 @@
 static const struct log_ctx lg = { "intake", NULL };
 
 static void read_recovery(struct stream *s);
+static void on_setup_retry(uv_timer_t *t);
 static void jobs_handler(struct gw *g, struct entry **es, size_t n);
 
 void
@@ -264,10 +265,23 @@ on_recovery(struct gw_redis *r, redisReply *rep, void *arg)
     size_t n;
 
     (void)r;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
-        if (rep && rep->type == REDIS_REPLY_ERROR)
-            log_warn(&lg, "recovery read %s: %s", s->key, rep->str);
+    if (!rep) {
+        s->recovering = 0;      /* down: the next up starts over */
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_warn(&lg, "recovery read %s: %s; setting up again", s->key,
+                 rep->str);
         s->recovering = 0;
+        uv_timer_start(&s->g->setup_timer, on_setup_retry, 500, 0);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0 ||
+        rep->element[0]->type != REDIS_REPLY_ARRAY ||
+        rep->element[0]->elements < 2) {
+        s->recovering = 0;      /* nothing pending for us */
+        s->live = 1;
+        intake_kick(s->g);
         return;
     }
     /* [[key, [entries]]] */
@@ -316,12 +330,10 @@ on_live(struct gw_redis *r, redisReply *rep, void *arg)
         return;                 /* blk went down; kicked again when up */
     if (rep->type == REDIS_REPLY_ERROR) {
         log_warn(&lg, "XREADGROUP: %s", rep->str);
-        if (gw_reply_is_error(rep, "NOGROUP")) {
+        if (gw_reply_is_error(rep, "NOGROUP"))
             /* Redis lost its data (restart without persistence): set up
              * again from the start. */
-            g->groups_ready = 0;
             intake_redis_state(g);
-        }
         return;
     }
     if (rep->type == REDIS_REPLY_ARRAY) {
@@ -456,6 +468,12 @@ on_claim_timer(uv_timer_t *t)
 }
 
 static void
+on_setup_retry(uv_timer_t *t)
+{
+    intake_redis_state(t->data);
+}
+
+static void
 on_group(struct gw_redis *r, redisReply *rep, void *arg)
 {
     struct stream *s = arg;
@@ -463,42 +481,47 @@ on_group(struct gw_redis *r, redisReply *rep, void *arg)
 
     (void)r;
     if (!rep)
-        return;
+        return;                 /* down again: the next up starts over */
     if (rep->type == REDIS_REPLY_ERROR && !gw_reply_is_error(rep,
                                                              "BUSYGROUP")) {
-        log_error(&lg, "XGROUP CREATE %s: %s", s->key, rep->str);
+        /* LOADING after a restart, or worse: try the setup again soon. */
+        log_warn(&lg, "XGROUP CREATE %s: %s; retrying", s->key, rep->str);
+        g->setup_failed = 1;
+    }
+    if (s != &g->streams[S_COUNT - 1])
+        return;
+    /* Replies come in order: this was the last group. */
+    if (g->setup_failed) {
+        uv_timer_start(&g->setup_timer, on_setup_retry, 500, 0);
         return;
     }
-    if (s == &g->streams[S_COUNT - 1]) {
-        /* Replies come in order: every group exists now. */
-        g->groups_ready = 1;
-        ops_retry_all(g);
-        intake_kick(g);
-    }
+    g->groups_ready = 1;
+    ops_retry_all(g);           /* work whose reply was lost */
+    intake_kick(g);
 }
 
+/* Every time the command connection comes up is a fresh start: the groups
+ * may be gone (a Redis without persistence), entries read just before the
+ * drop may have replies we never saw, and parked script batches wait to
+ * be resent. So: groups, then our own pending entries, then new ones. */
 void
 intake_redis_state(struct gw *g)
 {
-    if (!gw_redis_is_up(g->cmd)) {
-        g->groups_ready = 0;
-        for (int k = 0; k < S_COUNT; k++)
-            g->streams[k].live = g->streams[k].recovering =
-                g->streams[k].claiming = 0;
-        return;
+    g->groups_ready = 0;
+    g->setup_failed = 0;
+    for (int k = 0; k < S_COUNT; k++) {
+        struct stream *s = &g->streams[k];
+        s->live = 0;
+        free(s->cursor);
+        s->cursor = strdup("0");
     }
-    if (g->groups_ready) {
-        intake_kick(g);
+    if (!gw_redis_is_up(g->cmd) || g->stopping)
         return;
-    }
     for (int k = 0; k < S_COUNT; k++) {
         struct stream *s = &g->streams[k];
         /* From 0, not $: jobs written before the group existed count. */
         const char *argv[] = { "XGROUP", "CREATE", s->key, GW_GROUP, "0",
                                "MKSTREAM" };
-        s->live = 0;
-        free(s->cursor);
-        s->cursor = strdup("0");
         gw_redis_cmd(g->cmd, on_group, s, 0, 6, argv, NULL);
     }
 }
@@ -551,7 +574,8 @@ intake_init(struct gw *g)
                     (unsigned)c->max_inflight);
     uv_timer_init(g->loop, &g->claim_timer);
     uv_timer_init(g->loop, &g->retry_timer);
-    g->claim_timer.data = g->retry_timer.data = g;
+    uv_timer_init(g->loop, &g->setup_timer);
+    g->claim_timer.data = g->retry_timer.data = g->setup_timer.data = g;
     /* Often enough that a dead consumer's work waits at most about
      * 1.25 x claim_idle, and that heartbeats beat claim_idle. */
     every = (uint64_t)c->claim_idle_ms / 4;
@@ -565,6 +589,7 @@ void
 intake_stop(struct gw *g)
 {
     uv_timer_stop(&g->claim_timer);
+    uv_timer_stop(&g->setup_timer);
 }
 
 void

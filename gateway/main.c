@@ -221,6 +221,7 @@ close_rest(struct gw *g)
     dispatch_drop(g);
     uv_close((uv_handle_t *)&g->claim_timer, on_closed_handle);
     uv_close((uv_handle_t *)&g->retry_timer, on_closed_handle);
+    uv_close((uv_handle_t *)&g->setup_timer, on_closed_handle);
     uv_close((uv_handle_t *)&g->stats_timer, on_closed_handle);
     uv_close((uv_handle_t *)&g->lag_timer, on_closed_handle);
     uv_close((uv_handle_t *)&g->promote_timer, on_closed_handle);

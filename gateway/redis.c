@@ -53,6 +53,9 @@ struct gw_redis {
     struct req       *head, *tail;    /* outstanding, oldest first */
     gw_redis_state_cb *on_state;
     void             *arg;
+    int               dropped_up;     /* drop() of an up connection:
+                                         on_disconnect must still say
+                                         it went down */
     struct log_ctx    log;
     struct gw_redis_stats st;
 };
@@ -144,12 +147,15 @@ drop(struct gw_redis *r, const char *why)
     if (!ac)
         return;
     log_warn(&r->log, "dropping connection: %s", why);
+    /* Down first, so callbacks run by the free cannot send on it. */
     if (r->state != R_CLOSED)
         r->state = R_DOWN;
+    r->dropped_up = was_up;
     redisAsyncFree(ac);
     /* onDisconnect only runs for a connection that was established. */
     if (r->ac == ac)
         went_down(r, was_up);
+    r->dropped_up = 0;
 }
 
 static void
@@ -177,7 +183,7 @@ on_disconnect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK)
         log_warn(&r->log, "connection lost: %s", ac->errstr);
     if (r->ac == ac)
-        went_down(r, r->state == R_UP);
+        went_down(r, r->state == R_UP || r->dropped_up);
 }
 
 static void

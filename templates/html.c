@@ -24,7 +24,7 @@
 #include <strings.h>
 
 #define WIDTH       TPL_TEXT_WIDTH
-#define MAX_FRAMES  256
+#define MAX_FRAMES  128
 #define MAX_INDENT  40
 #define PARSE_OPTS  (HTML_PARSE_RECOVER | HTML_PARSE_NOERROR |             \
                      HTML_PARSE_NOWARNING | HTML_PARSE_NONET |             \
@@ -204,6 +204,24 @@ no_break_after(unsigned c)
     return c == '(' || c == '[' || c == '{' || c == 0x3008 || c == 0x300a ||
            c == 0x300c || c == 0x300e || c == 0x3010 || c == 0x3014 ||
            c == 0xff08;
+}
+
+/* Append s, with every byte that is not valid UTF-8 as U+FFFD. libxml2
+ * 2.9.14 cuts DOCTYPE public/system literals by characters counted as
+ * bytes, which can split a sequence; nothing invalid may leave here. */
+static int
+append_clean(struct buf *out, const char *s, size_t n)
+{
+    size_t bad, from = 0;
+    int rc;
+
+    while (tpl_utf8_check(s + from, n - from, &bad) < 0) {
+        if ((rc = buf_append(out, s + from, bad)) < 0 ||
+            (rc = buf_append(out, "\xef\xbf\xbd", 3)) < 0)
+            return rc;
+        from += bad + 1;
+    }
+    return buf_append(out, s + from, n - from);
 }
 
 /* ---- the text writer -------------------------------------------------- */
@@ -542,6 +560,24 @@ same_url(const char *text, size_t tn, const char *url, size_t un)
     return tn == un && strncasecmp(text, url, un) == 0;
 }
 
+/* Phone numbers compare without spaces, dashes, dots and brackets. */
+static int
+same_phone(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t i = 0, j = 0;
+
+    for (;;) {
+        while (i < an && strchr(" -./()", a[i]))
+            i++;
+        while (j < bn && strchr(" -./()", b[j]))
+            j++;
+        if (i == an || j == bn)
+            return i == an && j == bn;
+        if (a[i++] != b[j++])
+            return 0;
+    }
+}
+
 static int
 has_scheme(const char *s, const char *scheme)
 {
@@ -602,7 +638,7 @@ static int
 link_url(struct tw *w, const xmlNode *n, char **url)
 {
     const char *href = attr(n, "href"), *show;
-    size_t len;
+    size_t len, i, k = 1;
     char *r;
 
     *url = NULL;
@@ -616,17 +652,37 @@ link_url(struct tw *w, const xmlNode *n, char **url)
         len--;
     if (len == 0 || href[0] == '#' || has_scheme(href, "javascript:"))
         return 0;
-    show = href;
-    if (has_scheme(href, "mailto:") || has_scheme(href, "tel:") ||
-        has_scheme(href, "sms:")) {
-        const char *q;
+    /* "<" url ">" as a browser would read it: no control characters
+     * (tabs and newlines are dropped), spaces as %20 */
+    if ((r = malloc(3 * len + 3)) == NULL) {
+        w->rc = -ENOMEM;
+        return 0;
+    }
+    r[0] = '<';
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)href[i];
 
-        show = memchr(href, ':', len) + 1;
-        len -= (size_t)(show - href);
-        if ((q = memchr(show, '?', len)) != NULL)
+        if (c == ' ')
+            memcpy(r + k, "%20", 3), k += 3;
+        else if (c >= 0x20 && c != 0x7f)
+            r[k++] = (char)c;
+    }
+    r[k] = 0;
+    show = r + 1;
+    len = k - 1;
+    if (has_scheme(show, "mailto:") || has_scheme(show, "tel:") ||
+        has_scheme(show, "sms:")) {
+        const char *q = memchr(show, '?', len);
+
+        if (q != NULL)
             len = (size_t)(q - show);
-        if (len == 0)
+        k = (size_t)((const char *)memchr(show, ':', len) + 1 - show);
+        memmove(r + 1, show + k, len - k);
+        len -= k;
+        if (len == 0) {
+            free(r);
             return 0;
+        }
     }
     buf_reset(&w->tmp);
     link_text(w, n, 0);
@@ -635,14 +691,15 @@ link_url(struct tw *w, const xmlNode *n, char **url)
     if (w->tmp.len == 0 || same_url(w->tmp.data, w->tmp.len, show, len) ||
         same_url(w->tmp.data, w->tmp.len, href, strlen(href))) {
         text(w, show, len);
+        free(r);
         return 1;
     }
-    if ((r = malloc(len + 3)) == NULL) {
-        w->rc = -ENOMEM;
-        return 0;
+    if (has_scheme(href, "tel:") &&
+        same_phone(w->tmp.data, w->tmp.len, show, len)) {
+        text(w, w->tmp.data, w->tmp.len);       /* the number as written */
+        free(r);
+        return 1;
     }
-    r[0] = '<';
-    memcpy(r + 1, show, len);
     r[len + 1] = '>';
     r[len + 2] = 0;
     *url = r;
@@ -660,11 +717,15 @@ enter(struct walk *k, const xmlNode *n, struct frame *f)
     if (kd == K_SKIP || hidden(n))
         return 0;
     if (f == NULL) {            /* too deep: text only */
+        if (kd == K_BR) {
+            newline(w);
+            return 0;
+        }
         if (kd != K_INLINE && kd != K_LINK && kd != K_IMG && kd != K_CELL)
             block(w, 1);
         if (kd == K_IMG && (s = attr(n, "alt")) != NULL)
             text(w, s, strlen(s));
-        return kd != K_IMG && kd != K_BR;
+        return kd != K_IMG;
     }
     memset(f, 0, sizeof(*f));
     f->node = n;
@@ -864,10 +925,21 @@ walk_text(const xmlDoc *doc, struct buf *out)
     for (depth = 0; depth < MAX_FRAMES; depth++)
         free(k->f[depth].url);
     while (out->len > start && (out->data[out->len - 1] == '\n' ||
-                                out->data[out->len - 1] == ' '))
+                                out->data[out->len - 1] == ' ' ||
+                                out->data[out->len - 1] == '\t'))
         out->len--;
     if (w->rc == 0 && out->len > start)
         put(w, "\n", 1);
+    if (w->rc == 0 &&
+        tpl_utf8_check(out->data + start, out->len - start, NULL) < 0) {
+        /* only if libxml2 handed us a broken sequence */
+        buf_reset(&w->word);
+        if ((w->rc = buf_append(&w->word, out->data + start,
+                                out->len - start)) == 0) {
+            out->len = start;
+            w->rc = append_clean(out, w->word.data, w->word.len);
+        }
+    }
     if (out->data)
         out->data[out->len] = 0;
     rc = w->rc;
@@ -989,7 +1061,8 @@ dump(xmlDoc *doc, struct buf *out, struct tpl_error *err)
     if (ob->error) {
         rc = GW_EINVAL;
         tpl_err_set(err, NULL, 0, 0, "cannot serialise the html");
-    } else if ((rc = buf_append(out, xmlBufContent(b), xmlBufUse(b))) < 0) {
+    } else if ((rc = append_clean(out, (const char *)xmlBufContent(b),
+                                  xmlBufUse(b))) < 0) {
         tpl_err_set(err, NULL, 0, 0, "rewritten html: %s", gw_strerror(rc));
     }
     xmlOutputBufferClose(ob);
@@ -1005,6 +1078,8 @@ html_process(const char *html, size_t len, struct buf *text_out,
     xmlDoc *doc = NULL;
     int rc = 0, line, col;
 
+    if (err)
+        err->msg[0] = 0;
     if (tpl_utf8_check(html, len, &bad) < 0) {
         tpl_line_col(html, bad, &line, &col);
         tpl_err_set(err, NULL, line, col, "invalid UTF-8 in html");
@@ -1034,6 +1109,8 @@ html_process(const char *html, size_t len, struct buf *text_out,
         goto out;
     rc = dump(doc, html_out, err);
 out:
+    if (rc < 0 && err && err->msg[0] == 0)
+        tpl_err_set(err, NULL, 0, 0, "%s", gw_strerror(rc));
     if (rc < 0 && text_out)
         text_out->len = tstart;
     if (text_out && text_out->data)

@@ -953,14 +953,18 @@ safe_val(const json_t *v)
 static struct mu_val
 contact_get(const void *obj, const char *name, size_t len)
 {
-    static const char *const names[] = {
-        "customer_id", "email", "phone", "fax", "name", "tz", "locale",
+    static const struct {
+        const char *s;
+        size_t len;
+    } names[] = {
+        { "customer_id", 11 }, { "email", 5 }, { "phone", 5 }, { "fax", 3 },
+        { "name", 4 }, { "tz", 2 }, { "locale", 6 },
     };
     struct mu_val none = { NULL, NULL };
     size_t i;
 
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
+        if (names[i].len == len && memcmp(names[i].s, name, len) == 0)
             return safe_val(json_object_getn(obj, name, len));
     return none;
 }
@@ -1326,10 +1330,11 @@ email(const struct env *e, unsigned want, struct tpl_out *out)
     return 0;
 }
 
-int
-tpl_render(const struct tpl *t, enum tpl_channel ch,
-           const struct tpl_data *d, const struct tpl_render_opts *o,
-           struct tpl_out *out, struct tpl_error *err)
+/* err is filled only on failure: a render that works costs nothing. */
+static int
+render(const struct tpl *t, enum tpl_channel ch, const struct tpl_data *d,
+       const struct tpl_render_opts *o, struct tpl_out *out,
+       struct tpl_error *err)
 {
     static const struct tpl_render_opts no_opts;
     static const struct tpl_data no_data;
@@ -1341,11 +1346,6 @@ tpl_render(const struct tpl *t, enum tpl_channel ch,
     unsigned want;
     int rc;
 
-    err_begin(err, t ? t->name : NULL);
-    if (t == NULL || out == NULL || (unsigned)ch > TPL_FAX) {
-        tpl_err_set(err, NULL, 0, 0, "invalid arguments");
-        return GW_EINVAL;
-    }
     tpl_out_reset(out);
     if (d == NULL)
         d = &no_data;
@@ -1405,4 +1405,21 @@ tpl_render(const struct tpl *t, enum tpl_channel ch,
         return rc;
     add_images(t, TPL_P_FAX, out);
     return 0;
+}
+
+int
+tpl_render(const struct tpl *t, enum tpl_channel ch,
+           const struct tpl_data *d, const struct tpl_render_opts *o,
+           struct tpl_out *out, struct tpl_error *err)
+{
+    int rc;
+
+    if (t == NULL || out == NULL || (unsigned)ch > TPL_FAX) {
+        err_begin(err, t ? t->name : NULL);
+        tpl_err_set(err, NULL, 0, 0, "invalid arguments");
+        return GW_EINVAL;
+    }
+    if ((rc = render(t, ch, d, o, out, err)) < 0 && err)
+        snprintf(err->template, sizeof(err->template), "%s", t->name);
+    return rc;
 }

@@ -138,3 +138,33 @@ def test_claim_from_hung_consumer_and_max_deliveries(ctx):
           "reason %r" % d["reason"])
     check(not r.exists("gw:msg:m-email-9999"), "not sent")
     check(b.stop() == 0, "clean exit")
+
+
+def test_redis_hang_watchdog_drop(ctx):
+    """A frozen Redis (SIGSTOP) answers nothing: the watchdog must drop the
+    connections, and after it thaws every job is delivered exactly once,
+    including those whose replies were lost in the drop."""
+    red = ctx.redis()
+    r = red.client()
+    gw = ctx.gateway(red.url, sets=["redis.timeout_ms=1000"]).start()
+    xadd_jobs(r, [message_job(i) for i in range(3000)])
+    wait_until(lambda: len(gw.outbox_files("email")) >= 200, 60,
+               "traffic flowing")
+    red.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: gw.metric_sum("gw_redis_up") == 0, 10,
+                   "watchdog notices the hang")
+        check(gw.metric_sum("gw_redis_timeouts_total") >= 1,
+              "dropped for an overdue reply")
+        time.sleep(2)
+    finally:
+        red.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: len(gw.outbox_files("email")) == 3000, 120,
+               "all 3000 delivered after the thaw")
+    wait_until(lambda: r.xlen("gw:jobs") == 0 and r.xlen("gw:q:email") == 0,
+               30, "queues drained")
+    per = collections.Counter(e["msg"] for _, e in r.xrange("gw:events")
+                              if e.get("to") == "delivered")
+    check(len(per) == 3000 and max(per.values()) == 1,
+          "each delivered once (max %d)" % max(per.values()))
+    check(gw.stop() == 0, "clean exit")
