@@ -1,4 +1,5 @@
 # Makefile -- gatewayd, its tests, the demo and the benchmarks.
+SHELL := /bin/bash
 #
 #   make            build bin/gatewayd
 #   make deps       install every Debian package (needs root or sudo)
@@ -98,7 +99,7 @@ integration: bin/gatewayd bin/gatewayd-san
 	GATEWAYD=$(CURDIR)/bin/gatewayd-san /usr/bin/python3 \
 	    tests/integration/run.py
 
-test: unit integration
+test: unit integration fuzz-run
 
 demo: bin/gatewayd
 	/usr/bin/python3 tools/demo.py
@@ -107,7 +108,25 @@ deps:
 	./.ci/deps.sh
 
 FUZZERS := fuzz_toml fuzz_mustache fuzz_job
+FUZZ_SECONDS ?= 10
 fuzz: $(FUZZERS:%=build/fuzz/%)
+
+# A short run of every fuzzer (ASan+UBSan), seeded from the test vectors;
+# part of make test. Longer: make fuzz-run FUZZ_SECONDS=600
+fuzz-run: fuzz
+	@set -e; for f in $(FUZZERS); do \
+	    mkdir -p build/fuzz/corpus-$$f; \
+	    seeds=; \
+	    case $$f in \
+	    fuzz_toml) seeds=../shared/vectors/toml-test/valid ;; \
+	    esac; \
+	    echo "== fuzz: $$f for $(FUZZ_SECONDS)s"; \
+	    build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -rss_limit_mb=2048 -print_final_stats=1 \
+	        build/fuzz/corpus-$$f $$seeds 2>&1 | \
+	        grep -E "stat::number_of_executed_units|ERROR|SUMMARY" ; \
+	    test $${PIPESTATUS[0]:-0} -eq 0; \
+	done
 
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p build/fuzz
@@ -121,5 +140,5 @@ style:
 clean:
 	rm -rf build bin
 
-.PHONY: all unit integration test demo deps fuzz style clean bench
+.PHONY: all unit integration test demo deps fuzz fuzz-run style clean bench
 .SECONDARY:
