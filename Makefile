@@ -26,7 +26,8 @@ SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined 
 COMMON_SRC   := common/buf.c common/err.c common/log.c
 TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c \
                 templates/template.c templates/html.c
-CHANNEL_SRC  := channels/channel.c channels/outbox.c channels/mime.c channels/smtp.c
+CHANNEL_SRC  := channels/channel.c channels/outbox.c channels/mime.c channels/smtp.c \
+                channels/sms_encode.c
 GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/redis_uv.c gateway/job.c gateway/state.c \
                 gateway/track.c gateway/intake.c gateway/expand.c \
@@ -38,7 +39,7 @@ HEADERS      := $(wildcard common/*.h gateway/*.h channels/*.h templates/*.h \
                   scheduler/*.h)
 
 UNIT_TESTS := test_toml test_config test_job test_state test_mustache \
-              test_mustache_spec
+              test_mustache_spec test_mime test_sms_encode
 
 OBJ     := $(LIB_SRC:%.c=build/obj/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=build/san/%.o)
@@ -99,7 +100,21 @@ integration: bin/gatewayd bin/gatewayd-san
 	GATEWAYD=$(CURDIR)/bin/gatewayd-san /usr/bin/python3 \
 	    tests/integration/run.py
 
-test: unit integration fuzz-run
+test: unit fakes integration fuzz-run
+
+# The C fake SMSC (tests and benchmarks) and its self-test.
+FAKE_PKGS := libsmpp34 libuv
+FAKE_SRC  := tests/fakes/fake_smsc.c common/buf.c common/err.c
+build/fakes/fake_smsc: $(FAKE_SRC) common/buf.h
+	@mkdir -p build/fakes
+	@echo "  LD      $@"
+	@$(CC) $(WARN) $(CFLAGS) -I. -Icommon $(shell pkg-config --cflags $(FAKE_PKGS)) $(FAKE_SRC) $(shell pkg-config --libs $(FAKE_PKGS)) -o $@
+build/fakes/fake_smsc-san: $(FAKE_SRC) common/buf.h
+	@mkdir -p build/fakes
+	@echo "  LD san  $@"
+	@$(CC) $(WARN) $(SANFLAGS) -I. -Icommon $(shell pkg-config --cflags $(FAKE_PKGS)) $(FAKE_SRC) $(shell pkg-config --libs $(FAKE_PKGS)) -o $@
+fakes: build/fakes/fake_smsc build/fakes/fake_smsc-san
+	FAKE_SMSC=build/fakes/fake_smsc-san /usr/bin/python3 tests/fakes/test_fake_smsc.py
 
 demo: bin/gatewayd
 	/usr/bin/python3 tools/demo.py
@@ -107,7 +122,7 @@ demo: bin/gatewayd
 deps:
 	./.ci/deps.sh
 
-FUZZERS := fuzz_toml fuzz_mustache fuzz_job
+FUZZERS := fuzz_toml fuzz_mustache fuzz_job fuzz_sms_encode
 FUZZ_SECONDS ?= 10
 fuzz: $(FUZZERS:%=build/fuzz/%)
 
@@ -140,5 +155,5 @@ style:
 clean:
 	rm -rf build bin
 
-.PHONY: all unit integration test demo deps fuzz fuzz-run style clean bench
+.PHONY: all unit integration test demo deps fuzz fuzz-run style clean bench fakes
 .SECONDARY:

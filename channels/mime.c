@@ -1140,6 +1140,8 @@ mime_build(struct buf *out, const struct mime_msg *m, char *reason,
 {
     struct mw w = { out, m, "", m->id_domain };
     const char *subject = m->subject ? m->subject : "";
+    size_t subject_len = m->subject && m->subject_len ? m->subject_len
+                                                      : strlen(subject);
     struct hw h;
     int rc;
 
@@ -1152,7 +1154,7 @@ mime_build(struct buf *out, const struct mime_msg *m, char *reason,
         (m->to_name &&
          (rc = mime_check_text(m->to_name, strlen(m->to_name), "to name",
                                reason, reasonlen)) < 0) ||
-        (rc = mime_check_text(subject, strlen(subject), "subject", reason,
+        (rc = mime_check_text(subject, subject_len, "subject", reason,
                               reasonlen)) < 0 ||
         (m->campaign &&
          (rc = mime_check_text(m->campaign, strlen(m->campaign), "campaign",

@@ -48,6 +48,8 @@ struct mime_msg {
     const char *to_name;
     const char *to_addr;        /* required */
     const char *subject;        /* required (may be "") */
+    size_t      subject_len;    /* 0: strlen(subject); a NUL inside the
+                                   counted value is refused */
     const char *text;           /* text/plain body, or NULL */
     size_t      text_len;
     const char *html;           /* text/html body, or NULL */

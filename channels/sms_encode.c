@@ -154,6 +154,7 @@ gsm_lookup(uint32_t cp)
     return NONE;
 }
 
+/* The look-alike replacement for cp, or NULL. */
 static const char *
 smart_lookup(uint32_t cp)
 {
@@ -279,6 +280,7 @@ pack7(uint8_t *dst, const uint8_t *sept, size_t n, unsigned fill)
     return octets;
 }
 
+/* See sms_encode.h: septet i starts at bit fill + 7i, LSB first. */
 int
 sms_unpack7(uint8_t *dst, size_t nsept, const uint8_t *src, size_t srclen,
             unsigned fill)
@@ -298,6 +300,7 @@ sms_unpack7(uint8_t *dst, size_t nsept, const uint8_t *src, size_t srclen,
     return 0;
 }
 
+/* Format the failure reason into the plan. */
 static void
 set_reason(struct sms_plan *p, const char *fmt, size_t a, size_t b)
 {
@@ -356,15 +359,17 @@ scan(struct sms_plan *plan, const uint8_t *t, size_t len, unsigned flags,
     return 0;
 }
 
+/* The SMS_FORCE_GSM replacement: opts.replacement if it is a one-septet
+ * GSM character, else '?'. */
 static char
 replacement(const struct sms_opts *o)
 {
     int g;
 
-    if (o->replacement > 0 && (g = gsm_lookup((uint8_t)o->replacement)) != NONE &&
-        !(g & EXT))
-        return o->replacement;
-    return '?';
+    if (o->replacement <= 0)
+        return '?';
+    g = gsm_lookup((uint8_t)o->replacement);
+    return g != NONE && !(g & EXT) ? o->replacement : '?';
 }
 
 /* State of a walk over the items, shared by the count and write passes. */
@@ -396,6 +401,7 @@ walk_next(struct walk *w, struct item *it)
     return k;
 }
 
+/* Write a concatenation UDH (8- or 16-bit reference). */
 static void
 put_udh(uint8_t *p, enum sms_concat c, uint16_t ref, unsigned total,
         unsigned seq)
@@ -435,6 +441,76 @@ air_size(enum mode m, size_t u, size_t h)
     return n > 0xFFFF ? 0xFFFF : (uint16_t)n;
 }
 
+/* Start part pn (0-based) at byte out: its UDH, if any, goes first. */
+static void
+part_open(struct sms_part *p, size_t pn, size_t out, size_t udh,
+          uint8_t *buf, enum sms_concat c, const struct sms_plan *plan)
+{
+    memset(p, 0, sizeof *p);
+    p->seq = (uint8_t)(pn + 1);
+    p->off = out;
+    p->udh_len = (uint8_t)udh;
+    if (udh && buf)
+        put_udh(buf + out, c, plan->ref, plan->nparts, (unsigned)(pn + 1));
+}
+
+/* Pass 3: walk the text again and fill parts[] and, when buf is not NULL,
+ * their bytes. cap: units per part ((size_t)-1 for one part); udh: the
+ * UDH length per part; pack: GSM bodies 7-bit packed. */
+static void
+write_parts(struct sms_plan *plan, struct walk *w, enum sms_concat c,
+            size_t cap, size_t udh, int pack, struct sms_part *parts,
+            uint8_t *buf)
+{
+    uint8_t sept[GSM_SINGLE];
+    size_t out = 0, ns = 0, pn = 0, k, i;
+    struct sms_part *p = &parts[0];
+    struct item it;
+
+    part_open(p, 0, 0, udh, buf, c, plan);
+    out = udh;
+    for (;;) {
+        size_t at = w->pos;
+
+        k = walk_next(w, &it);
+        if (k == 0 || p->units + it.n > cap) {
+            /* close the current part */
+            p->src_len = at - p->src_off;
+            if (pack && buf)
+                out += pack7(buf + out, sept, ns, fill_bits(udh));
+            else if (pack)
+                out += (fill_bits(udh) + 7 * ns + 7) / 8;
+            p->len = out - p->off;
+            p->air_octets = air_size(w->m, p->units, udh);
+            if (k == 0)
+                break;
+            p = &parts[++pn];
+            part_open(p, pn, out, udh, buf, c, plan);
+            p->src_off = at;
+            out += udh;
+            ns = 0;
+        }
+        p->units += it.n;
+        p->chars++;
+        if (w->m == M_UCS2) {
+            for (i = 0; i < it.n; i++, out += 2)
+                if (buf) {
+                    buf[out] = (uint8_t)(it.unit[i] >> 8);
+                    buf[out + 1] = (uint8_t)it.unit[i];
+                }
+        } else if (pack) {
+            memcpy(sept + ns, it.sept, it.n);
+            ns += it.n;
+        } else {
+            if (buf)
+                memcpy(buf + out, it.sept, it.n);
+            out += it.n;
+        }
+    }
+    plan->bytes = buf ? out : 0;
+}
+
+/* See sms_encode.h: pass 1 (scan), pass 2 (count), pass 3 (write). */
 int
 sms_plan(struct sms_plan *plan, const char *text, size_t len,
          const struct sms_opts *opts, struct sms_part *parts,
@@ -444,7 +520,7 @@ sms_plan(struct sms_plan *plan, const char *text, size_t len,
     const struct sms_opts *o = opts ? opts : &defaults;
     const uint8_t *t = (const uint8_t *)text;
     unsigned max_parts = o->max_parts, count = 1;
-    size_t single, multi, used = 0, udh = 0, need, payload_max, k, i;
+    size_t single, multi, used = 0, udh = 0, need, payload_max;
     int cap16, rc, multipart;
     struct walk w;
     struct item it;
@@ -537,72 +613,14 @@ sms_plan(struct sms_plan *plan, const char *text, size_t len,
         return GW_ETOOBIG;
     }
 
-    /* pass 3: the parts. One part when it all fits or goes as payload. */
+    /* pass 3: the parts; one part when it all fits or goes as payload */
     if (!multipart || o->concat == SMS_CONCAT_PAYLOAD)
         multi = (size_t)-1;
-    {
-        uint8_t sept[GSM_SINGLE];
-        size_t out = 0, ns = 0, src = 0, pn = 0;
-        int pack = (o->flags & SMS_PACK7) && m != M_UCS2 &&
-                   o->concat != SMS_CONCAT_PAYLOAD;
-        struct sms_part *p = &parts[0];
-
-        memset(p, 0, sizeof *p);
-        p->seq = 1;
-        if (udh && buf)
-            put_udh(buf, o->concat, plan->ref, plan->nparts, 1);
-        p->udh_len = (uint8_t)udh;
-        out = udh;
-        w.pos = 0;
-        for (;;) {
-            size_t at = w.pos;
-
-            k = walk_next(&w, &it);
-            if (k == 0 || p->units + it.n > multi) {
-                /* close the current part */
-                p->src_off = src;
-                p->src_len = at - src;
-                if (pack && buf)
-                    out += pack7(buf + out, sept, ns, fill_bits(udh));
-                else if (pack)
-                    out += (fill_bits(udh) + 7 * ns + 7) / 8;
-                p->len = out - p->off;
-                p->air_octets = air_size(m, p->units, udh);
-                if (k == 0)
-                    break;
-                p = &parts[++pn];
-                memset(p, 0, sizeof *p);
-                p->seq = (uint8_t)(pn + 1);
-                p->off = out;
-                p->udh_len = (uint8_t)udh;
-                if (udh && buf)
-                    put_udh(buf + out, o->concat, plan->ref, plan->nparts,
-                            pn + 1);
-                out += udh;
-                src = at;
-                ns = 0;
-            }
-            p->units += it.n;
-            p->chars++;
-            if (m == M_UCS2) {
-                for (i = 0; i < it.n; i++) {
-                    if (buf) {
-                        buf[out] = (uint8_t)(it.unit[i] >> 8);
-                        buf[out + 1] = (uint8_t)it.unit[i];
-                    }
-                    out += 2;
-                }
-            } else if (pack) {
-                memcpy(sept + ns, it.sept, it.n);
-                ns += it.n;
-            } else {
-                if (buf)
-                    memcpy(buf + out, it.sept, it.n);
-                out += it.n;
-            }
-        }
-        plan->bytes = buf ? out : 0;
-    }
+    w.pos = 0;
+    write_parts(plan, &w, o->concat, multi, udh,
+                (o->flags & SMS_PACK7) && m != M_UCS2 &&
+                    o->concat != SMS_CONCAT_PAYLOAD,
+                parts, buf);
     return 0;
 }
 
@@ -648,6 +666,7 @@ gsm_ext_cp(uint8_t code)
     return code == ESC ? 0x20 : gsm_basic[code];
 }
 
+/* See sms_encode.h. */
 int
 sms_decode(struct buf *out, uint8_t dc, const uint8_t *p, size_t n)
 {
@@ -700,6 +719,7 @@ sms_decode(struct buf *out, uint8_t dc, const uint8_t *p, size_t n)
     return rc;
 }
 
+/* See sms_encode.h: walks the information elements. */
 int
 sms_udh_parse(struct sms_udh *u, const uint8_t *p, size_t n)
 {
@@ -735,6 +755,7 @@ sms_udh_parse(struct sms_udh *u, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* See sms_encode.h. */
 const char *
 sms_coding_name(enum sms_coding c)
 {

@@ -1244,6 +1244,7 @@ prepare(struct smtp *s, struct xfer *x, char *reason, size_t len)
     mm.to_name = m->to_name;
     mm.to_addr = m->to;
     mm.subject = c->subject;
+    mm.subject_len = c->subject ? c->subject_len : 0;
     mm.text = c->text;
     mm.text_len = c->text ? c->text_len : 0;
     mm.html = c->html;

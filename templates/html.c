@@ -930,7 +930,7 @@ walk_text(const xmlDoc *doc, struct buf *out)
         out->len--;
     if (w->rc == 0 && out->len > start)
         put(w, "\n", 1);
-    if (w->rc == 0 &&
+    if (w->rc == 0 && out->len > start &&
         tpl_utf8_check(out->data + start, out->len - start, NULL) < 0) {
         /* only if libxml2 handed us a broken sequence */
         buf_reset(&w->word);

@@ -478,12 +478,19 @@ rewrite_imgs(struct tpl *t, enum tpl_part part, const char *src, size_t len,
              struct buf *out, int *changed, struct tpl_error *err)
 {
     struct scan s = { t, part, src, len, 0, out, err };
-    size_t i = 0;
+    size_t i = 0, bang = find_str(src, len, 0, "{{!");
     int rc;
 
     while (i < len) {
         const char *lt = memchr(src + i, '<', len - i);
 
+        if (bang < i)           /* only ever moves forward: linear */
+            bang = find_str(src, len, i, "{{!");
+        if (bang < len && (lt == NULL || bang < (size_t)(lt - src))) {
+            i = find_str(src, len, bang + 3, "}}");   /* a comment */
+            i = i < len ? i + 2 : len;
+            continue;
+        }
         if (lt == NULL)
             break;
         i = (size_t)(lt - src);
@@ -1293,9 +1300,10 @@ email(const struct env *e, unsigned want, struct tpl_out *out)
         }
         if ((rc = render_part(e, TPL_P_SUBJECT, &out->subject)) < 0)
             return rc;
-        if (memchr(out->subject.data, '\r', out->subject.len) ||
-            memchr(out->subject.data, '\n', out->subject.len) ||
-            memchr(out->subject.data, 0, out->subject.len)) {
+        if (out->subject.len &&
+            (memchr(out->subject.data, '\r', out->subject.len) ||
+             memchr(out->subject.data, '\n', out->subject.len) ||
+             memchr(out->subject.data, 0, out->subject.len))) {
             tpl_err_set(e->err, "subject", 0, 0, "rendered subject contains "
                         "CR, LF or NUL (a header field cannot)");
             return GW_EINVAL;
@@ -1395,7 +1403,7 @@ render(const struct tpl *t, enum tpl_channel ch, const struct tpl_data *d,
     if (only == TPL_P_SMS) {
         if ((rc = render_part(&e, TPL_P_SMS, &out->sms)) < 0)
             return rc;
-        if (memchr(out->sms.data, 0, out->sms.len)) {
+        if (out->sms.len && memchr(out->sms.data, 0, out->sms.len)) {
             tpl_err_set(err, "sms", 0, 0, "rendered SMS contains NUL");
             return GW_EINVAL;
         }

@@ -146,6 +146,7 @@ static void conn_flush(struct conn *c);
 static void conn_resume_read(struct conn *c);
 static void stop_all(void);
 
+/* A big-endian 32-bit value. */
 static uint32_t
 be32(const uint8_t *p)
 {
@@ -153,6 +154,7 @@ be32(const uint8_t *p)
            p[3];
 }
 
+/* Store v big-endian. */
 static void
 put32(uint8_t *p, uint32_t v)
 {
@@ -164,6 +166,7 @@ put32(uint8_t *p, uint32_t v)
 
 /* ---- output ---------------------------------------------------------- */
 
+/* A queued write is done: free it, resume reading or finish a close. */
 static void
 on_write(uv_write_t *req, int status)
 {
@@ -274,6 +277,7 @@ conn_close_drained(struct conn *c)
     conn_flush(c);
 }
 
+/* Our next sequence number on c (1..0x7FFFFFFF). */
 static uint32_t
 conn_seq(struct conn *c)
 {
@@ -341,6 +345,7 @@ pack_resp(uint8_t *b, uint32_t cmd, uint32_t status, uint32_t seq,
     return pack_header(b, cmd, status, seq, body);
 }
 
+/* Queue a generic_nack. */
 static void
 send_nack(struct conn *c, uint32_t status, uint32_t seq)
 {
@@ -352,6 +357,7 @@ send_nack(struct conn *c, uint32_t status, uint32_t seq)
 
 /* ---- responses, delayed by --slow-ms ----------------------------------- */
 
+/* Count a submit response sent on c; --drop-after hangs up. */
 static void
 submit_answered(struct conn *c)
 {
@@ -362,6 +368,7 @@ submit_answered(struct conn *c)
     }
 }
 
+/* Send the --slow-ms responses that are due. */
 static void
 on_slow_timer(uv_timer_t *t)
 {
@@ -423,6 +430,7 @@ emit_resp(struct conn *c, const uint8_t *b, size_t n, int is_submit)
 
 /* ---- the submit_sm log ------------------------------------------------- */
 
+/* A JSON string; bytes outside printable ASCII escaped as u00XX. */
 static void
 json_str(FILE *f, const char *s)
 {
@@ -440,6 +448,7 @@ json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* Bytes as a JSON string of hex digits. */
 static void
 json_hex(FILE *f, const uint8_t *p, size_t n)
 {
@@ -472,6 +481,7 @@ struct submit {
     int            lib_safe;    /* libsmpp34 can unpack it without risk */
 };
 
+/* One --log line for a submit_sm (status -1: not answered). */
 static void
 log_submit(const struct conn *c, const struct submit *s, long status,
            const char *msgid, int lib_ok)
@@ -531,6 +541,7 @@ struct rd {
     const uint8_t *p, *end;
 };
 
+/* One octet. */
 static int
 rd_u8(struct rd *r, uint8_t *v)
 {
@@ -666,6 +677,7 @@ receipt_text(char *dst, const struct submit *s)
     dst[i] = '\0';
 }
 
+/* A message id in notation f. */
 static void
 format_id(char *dst, size_t n, uint64_t v, enum id_fmt f)
 {
@@ -681,6 +693,7 @@ format_id(char *dst, size_t n, uint64_t v, enum id_fmt f)
 
 /* ---- delivery receipts and MO messages --------------------------------- */
 
+/* The message_state TLV value for a stat: word. */
 static int
 message_state(const char *stat)
 {
@@ -695,6 +708,7 @@ message_state(const char *stat)
     return 7;
 }
 
+/* YYMMDDhhmm in UTC, as receipts carry it. */
 static void
 smpp_time(char *dst, size_t n, time_t t)
 {
@@ -797,6 +811,7 @@ pack_deliver(uint8_t *b, uint32_t seq, const struct dlr *d, const char *src,
     return (size_t)len;
 }
 
+/* The open connection with this id, or NULL. */
 static struct conn *
 conn_by_id(uint64_t id)
 {
@@ -858,6 +873,7 @@ dlr_send(struct dlr *d, const char *sysid)
     return 0;
 }
 
+/* Send the receipts that are due; retry later when backed up. */
 static void
 on_dlr_timer(uv_timer_t *t)
 {
@@ -884,6 +900,7 @@ flush:
         conn_flush(c);
 }
 
+/* A receipt for submit s on c with message number no. */
 static void
 dlr_fill(struct dlr *d, struct conn *c, const struct submit *s, uint64_t no)
 {
@@ -938,6 +955,7 @@ dlr_schedule(struct conn *c, const struct submit *s, uint64_t no)
 
 /* ---- PDU handlers -------------------------------------------------------- */
 
+/* bind_transmitter/receiver/transceiver: check, answer. */
 static void
 handle_bind(struct conn *c, const uint8_t *pdu, size_t len, uint32_t cmd)
 {
@@ -976,6 +994,7 @@ handle_bind(struct conn *c, const uint8_t *pdu, size_t len, uint32_t cmd)
               0);
 }
 
+/* submit_sm: walk, cross-check, inject faults, answer. */
 static void
 handle_submit(struct conn *c, const uint8_t *pdu, size_t len)
 {
@@ -1041,6 +1060,7 @@ handle_submit(struct conn *c, const uint8_t *pdu, size_t len)
     emit_resp(c, b, pack_resp(b, SUBMIT_SM_RESP, status, seq, id), 1);
 }
 
+/* Dispatch one complete PDU. */
 static void
 handle_pdu(struct conn *c, const uint8_t *pdu, size_t len)
 {
@@ -1125,6 +1145,7 @@ conn_process(struct conn *c)
 
 /* ---- connections --------------------------------------------------------- */
 
+/* Read into the free tail of the connection's fixed buffer. */
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
@@ -1135,6 +1156,7 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     b->len = c->rcap - c->rlen;
 }
 
+/* Bytes from the peer: take PDUs off, answer in one batch. */
 static void
 on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
@@ -1151,6 +1173,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     conn_flush(c);
 }
 
+/* Start (or restart) reading from c. */
 static void
 conn_resume_read(struct conn *c)
 {
@@ -1158,6 +1181,7 @@ conn_resume_read(struct conn *c)
         conn_close(c);
 }
 
+/* Free c after the last of its two handles has closed. */
 static void
 on_conn_closed(uv_handle_t *h)
 {
@@ -1175,6 +1199,7 @@ on_conn_closed(uv_handle_t *h)
     free(c);
 }
 
+/* Close c now; memory goes in on_conn_closed. */
 static void
 conn_close(struct conn *c)
 {
@@ -1192,12 +1217,14 @@ conn_close(struct conn *c)
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 }
 
+/* Free a refused connection's handle. */
 static void
 on_refused_closed(uv_handle_t *h)
 {
     free(h);
 }
 
+/* Accept a connection, or refuse it beyond --max-conns. */
 static void
 on_connection(uv_stream_t *srv, int status)
 {
@@ -1249,6 +1276,7 @@ on_connection(uv_stream_t *srv, int status)
 
 /* ---- enquire_link from our side ------------------------------------------ */
 
+/* --enquire-ms: an enquire_link to every bound ESME. */
 static void
 on_enq_timer(uv_timer_t *t)
 {
@@ -1264,6 +1292,7 @@ on_enq_timer(uv_timer_t *t)
 
 /* ---- control lines on stdin ---------------------------------------------- */
 
+/* The counters as one JSON line on stdout. */
 static void
 print_stats(void)
 {
@@ -1377,6 +1406,7 @@ addr_kind(const char *a, uint8_t *ton, uint8_t *npi)
     return a;
 }
 
+/* mo FROM[>TO] TEXT: a deliver_sm to every receiver. */
 static int
 cmd_mo(char *args)
 {
@@ -1413,6 +1443,7 @@ cmd_mo(char *args)
     return sent;
 }
 
+/* dlr ID [STAT]: a receipt for any id to one receiver. */
 static int
 cmd_dlr(char *args)
 {
@@ -1446,6 +1477,7 @@ cmd_dlr(char *args)
     return 1;
 }
 
+/* raw HEX: these bytes, unframed, to every connection. */
 static int
 cmd_raw(const char *hex)
 {
@@ -1480,6 +1512,7 @@ cmd_raw(const char *hex)
     return sent;
 }
 
+/* One control line from stdin; answers on stdout. */
 static void
 control_line(char *s)
 {
@@ -1533,6 +1566,7 @@ control_line(char *s)
     fflush(stdout);
 }
 
+/* stdin is read in small chunks. */
 static void
 on_in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
@@ -1544,6 +1578,7 @@ on_in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     b->len = sizeof chunk;
 }
 
+/* Split stdin into lines (capped); EOF stops the fake. */
 static void
 on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
@@ -1576,12 +1611,14 @@ on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 /* ---- start and stop ---------------------------------------------------- */
 
+/* Nothing to free: the handle is static. */
 static void
 on_closed_quiet(uv_handle_t *h)
 {
     (void)h;
 }
 
+/* Print the stats and close every handle; uv_run then returns. */
 static void
 stop_all(void)
 {
@@ -1609,6 +1646,7 @@ stop_all(void)
         uv_close((uv_handle_t *)&in, on_closed_quiet);
 }
 
+/* SIGTERM/SIGINT: stop. */
 static void
 on_signal(uv_signal_t *s, int signum)
 {
@@ -1617,6 +1655,7 @@ on_signal(uv_signal_t *s, int signum)
     stop_all();
 }
 
+/* --lifetime-s is over: stop. */
 static void
 on_lifetime(uv_timer_t *t)
 {
@@ -1625,6 +1664,7 @@ on_lifetime(uv_timer_t *t)
     stop_all();
 }
 
+/* The option summary. */
 static void
 usage(FILE *f)
 {
@@ -1666,6 +1706,7 @@ usage(FILE *f)
           f);
 }
 
+/* An unsigned number (decimal, 0x hex) up to max. */
 static int
 num(const char *s, unsigned long long max, unsigned long long *v)
 {
@@ -1676,6 +1717,7 @@ num(const char *s, unsigned long long max, unsigned long long *v)
     return errno || end == s || *end || *v > max ? -1 : 0;
 }
 
+/* The id notation called s. */
 static int
 id_format(const char *s, enum id_fmt *f)
 {
@@ -1690,6 +1732,7 @@ id_format(const char *s, enum id_fmt *f)
     return -1;
 }
 
+/* Fill opt from argv; -1 on a bad option. */
 static int
 parse_args(int argc, char **argv)
 {
@@ -1836,6 +1879,7 @@ parse_args(int argc, char **argv)
     return port_set && optind == argc && opt.max_conns > 0 ? 0 : -1;
 }
 
+/* Listen, print the port, run the loop, check it closed cleanly. */
 int
 main(int argc, char **argv)
 {

@@ -97,7 +97,7 @@ load_specs(const char *path)
 
         if (line[0] == '\n' || line[0] == '#')
             continue;
-        if ((j = json_loads(line, 0, &je)) == NULL) {
+        if ((j = json_loads(line, JSON_ALLOW_NUL, &je)) == NULL) {
             fprintf(stderr, "%s: %s\n", path, je.text);
             exit(2);
         }
@@ -170,6 +170,16 @@ item_new(size_t n)
     m->unsubscribe_mailto = js(j, "unsubscribe_mailto");
     m->content.subject = it->subject;
     m->content.subject_len = it->subject ? strlen(it->subject) : 0;
+    /* a NUL inside the spec's subject reaches the channel as a length */
+    if (it->subject && strstr(js(j, "subject"), "{i}") == NULL)
+        m->content.subject_len = json_string_length(json_object_get(j,
+                                                                    "subject"));
+    if (it->subject && m->content.subject_len != strlen(it->subject)) {
+        g_free(it->subject);
+        it->subject = g_malloc(m->content.subject_len + 1);
+        memcpy(it->subject, js(j, "subject"), m->content.subject_len + 1);
+        m->content.subject = it->subject;
+    }
     m->content.text = jstr_len(j, "text", &m->content.text_len);
     m->content.html = jstr_len(j, "html", &m->content.html_len);
     m->content.images = sp->images;
@@ -298,6 +308,7 @@ mime_mode(const char *dir)
         mm.to_name = it->m.to_name;
         mm.to_addr = it->m.to;
         mm.subject = it->m.content.subject;
+        mm.subject_len = it->m.content.subject_len;
         mm.text = it->m.content.text;
         mm.text_len = it->m.content.text_len;
         mm.html = it->m.content.html;

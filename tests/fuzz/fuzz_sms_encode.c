@@ -25,6 +25,7 @@ static uint8_t out[SMS_BUF_MAX], pout[SMS_BUF_MAX];
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 
+/* The invariants of a successful plan (see the file comment). */
 static void
 check_parts(const struct sms_plan *pl, const struct sms_opts *o,
             const char *text, size_t len)
@@ -98,6 +99,7 @@ check_parts(const struct sms_plan *pl, const struct sms_opts *o,
     }
 }
 
+/* One input: options from 2 bytes, text from the rest. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -190,8 +190,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             if (ch == TPL_EMAIL && !tpl_has(t, TPL_P_TEXT))
                 check_text(&fz_out.text);
-            if (memchr(fz_out.subject.data, '\n', fz_out.subject.len) ||
-                memchr(fz_out.subject.data, '\r', fz_out.subject.len))
+            if (fz_out.subject.len &&
+                (memchr(fz_out.subject.data, '\n', fz_out.subject.len) ||
+                 memchr(fz_out.subject.data, '\r', fz_out.subject.len)))
                 abort();
         }
         tpl_free(t);

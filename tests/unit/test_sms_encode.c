@@ -66,6 +66,7 @@ cat3(const char *a, const char *b, const char *c)
     return p;
 }
 
+/* sms_plan on a C string into the shared arrays. */
 static int
 plan_str(struct sms_plan *pl, const char *s, const struct sms_opts *o)
 {
@@ -209,6 +210,7 @@ out:
     return ok;
 }
 
+/* Every sms-split vector; prints the summary line. */
 static void
 test_vectors(void **state)
 {
@@ -521,6 +523,7 @@ test_udh_capacities(void **state)
     free(a306), free(zh134);
 }
 
+/* SAR: no UDH, same capacities; payload: one part. */
 static void
 test_sar_and_payload(void **state)
 {
@@ -647,6 +650,7 @@ test_pack7(void **state)
     free(ext);
 }
 
+/* sms_decode for each data_coding and the odd cases. */
 static void
 test_decode(void **state)
 {
@@ -675,6 +679,7 @@ test_decode(void **state)
     buf_free(&b);
 }
 
+/* sms_udh_parse: 8- and 16-bit elements, bad lengths. */
 static void
 test_udh_parse(void **state)
 {
@@ -747,6 +752,7 @@ test_speed(void **state)
     printf("sms_plan: %.0f ns per %zu-character text\n", ns, strlen(s));
 }
 
+/* All tests. */
 int
 main(void)
 {

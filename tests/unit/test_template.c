@@ -278,6 +278,9 @@ test_load_fields_errors(void **state)
                         "Hello\nBcc: x@example.org", "text", "x");
     expect_fields_error("html", 1, 21, "image 'x.png'", GW_EPARSE, "html",
                         "<p><IMG width=1 src=x.png></p>", NULL, NULL);
+    expect_fields_error("html", 2, 11, "image 'y.png'", GW_EPARSE, "html",
+                        "{{! <img src=x.png> }}<!-- <img src=x.png> -->\n"
+                        "<img src=\"y.png\"/>", NULL, NULL);
     f[0].name = "text";
     f[0].data = "a\0b";
     f[0].len = 3;
@@ -525,6 +528,26 @@ test_header_injection(void **state)
     assert_int_equal(tpl_render(f->t, TPL_EMAIL, &f->d, NULL, &f->out,
                                 &f->err), GW_EINVAL);
     assert_string_equal(f->err.part, "subject");
+    /* an empty subject and sms into fresh buffers (no memory yet) */
+    {
+        struct tpl_field e[3] = { { "subject", "{{none}}", 8 },
+                                  { "sms", "{{none}}", 8 },
+                                  { "text", "{{none}}", 8 } };
+        struct tpl *t2;
+        struct tpl_out o2;
+
+        assert_int_equal(tpl_load_fields(&t2, "u", e, 3, &f->err), 0);
+        tpl_out_init(&o2, 0);
+        assert_int_equal(tpl_render(t2, TPL_SMS, &f->d, NULL, &o2, &f->err),
+                         0);
+        tpl_out_free(&o2);
+        tpl_out_init(&o2, 0);
+        assert_int_equal(tpl_render(t2, TPL_EMAIL, &f->d, NULL, &o2,
+                                    &f->err), 0);
+        assert_int_equal(o2.subject.len + o2.text.len, 0);
+        tpl_out_free(&o2);
+        tpl_free(t2);
+    }
     /* the text part may hold line breaks */
     fx_data(f, "{\"vars\":{\"n\":\"ok\"}}", NULL);
     assert_int_equal(tpl_render(f->t, TPL_EMAIL, &f->d, NULL, &f->out,
