@@ -62,11 +62,48 @@ struct send_outcome {
     enum send_result result;
     int         final;          /* the provider is the end point: nothing
                                    further (no receipt) will come */
-    const char *provider_id;    /* the provider's id for it, or NULL */
+    const char *provider_id;    /* the provider's id for it, or NULL; a
+                                   message sent in several parts (SMS
+                                   segments) lists every part's id,
+                                   separated by ',' -- each id normalised
+                                   (lower case, no leading zeros for
+                                   decimal ids) so that receipts match */
     const char *reply;          /* the provider's reply text, or NULL */
+    int         in_doubt;       /* TEMPFAIL where the provider may have
+                                   taken it (no response in time): not
+                                   to be resent blindly */
+};
+
+/* What a provider tells us on its own: a delivery receipt or an inbound
+ * (MO) message. Strings are borrowed for the duration of the callback. */
+enum inbound_kind { IN_RECEIPT, IN_MO };
+
+enum receipt_state {
+    RCPT_ENROUTE,           /* intermediate: accepted, en route, unknown */
+    RCPT_DELIVERED,
+    RCPT_UNDELIVERABLE,
+    RCPT_EXPIRED,
+    RCPT_REJECTED,          /* also deleted */
+};
+
+struct inbound {
+    enum inbound_kind  kind;
+    /* IN_RECEIPT */
+    const char        *provider_id;   /* normalised as the send outcome's
+                                         ids are (see struct send_outcome) */
+    enum receipt_state state;
+    const char        *stat;          /* the provider's word: "DELIVRD" */
+    const char        *error;         /* network error code / err:, or NULL */
+    /* IN_MO */
+    const char        *from;          /* E.164 when the provider gives one */
+    const char        *to;
+    const char        *text;          /* decoded to UTF-8 */
 };
 
 struct channel;
+
+typedef void channel_inbound_cb(struct channel *ch, const struct inbound *in,
+                                void *arg);
 
 /* Runs exactly once per successful send, never inside send(). The outcome
  * and its strings are borrowed for the duration of the call. */
@@ -98,6 +135,8 @@ struct channel {
     struct log_ctx               log;
     channel_closed_cb           *on_closed;
     void                        *closed_arg;
+    channel_inbound_cb          *on_inbound;    /* set by the gateway */
+    void                        *inbound_arg;
 };
 
 extern const struct channel_ops outbox_ops;
