@@ -32,7 +32,7 @@ GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/redis_uv.c gateway/job.c gateway/state.c \
                 gateway/track.c gateway/intake.c gateway/expand.c \
                 gateway/dispatch.c gateway/metrics.c gateway/http.c \
-                gateway/tplcache.c
+                gateway/tplcache.c gateway/inbound.c
 LIB_SRC      := $(COMMON_SRC) $(TEMPLATE_SRC) $(CHANNEL_SRC) $(GATEWAY_SRC)
 MAIN_SRC     := gateway/main.c
 HEADERS      := $(wildcard common/*.h gateway/*.h channels/*.h templates/*.h \

@@ -136,6 +136,7 @@ struct xfer {                   /* one message */
     char             errbuf[CURL_ERROR_SIZE];
     /* the outcome */
     enum send_result res;
+    int              in_doubt;  /* the data went out, no answer came */
     char             reply[ERR_MAX];
     char             provider_id[128];
 };
@@ -271,7 +272,8 @@ finish(struct smtp *s, struct xfer *x, enum send_result res,
 static void
 report(struct smtp *s, struct xfer *x)
 {
-    struct send_outcome o = { x->res, 0, NULL, NULL };
+    struct send_outcome o = { .result = x->res, .final = 0,
+                              .in_doubt = x->in_doubt };
 
     o.provider_id = x->provider_id[0] ? x->provider_id : NULL;
     o.reply = x->reply[0] ? x->reply : NULL;
@@ -409,11 +411,14 @@ txn_reply(struct xfer *x, int code, const char *text)
         if (x->last_on_conn)
             conn_drop(s, conn_by_port(s, x->port));
     }
-    /* A refused transaction ends the connection: libcurl would send QUIT
-     * and block the loop for its answer; cut it short instead. A refused
-     * recipient among accepted ones does not end the transaction. */
+    /* A transaction refused before the data ends its connection: libcurl
+     * closes it with a QUIT and blocks the loop for the answer; cut it
+     * short instead. (A refused recipient among accepted ones does not end
+     * the transaction; a refusal of the data itself leaves the connection
+     * usable, and libcurl keeps it.) 421 means the server is closing. */
     if (x->begun && code >= 400 &&
-        (st != STEP_RCPT || (x->nreplies == 1 + x->nrcpt && !x->rcpt_ok)))
+        (code == 421 || st == STEP_MAIL || st == STEP_DATA ||
+         (st == STEP_RCPT && x->nreplies == 1 + x->nrcpt && !x->rcpt_ok)))
         conn_drop(s, conn_by_port(s, x->port));
 }
 
@@ -508,12 +513,13 @@ txn_end(struct xfer *x, CURLcode res, int reused)
     int healthy;
 
     /* A reused connection that broke before MAIL was answered: the message
-     * never left. Once, at once, on a fresh connection. */
+     * never left. Again at once; each try prunes a dead connection, so a
+     * few tries reach a fresh one. */
     if (res != CURLE_OK && x->fail_code == 0 && x->nreplies == 0 && reused &&
-        !x->retried && !s->closing) {
+        x->retried <= (int)s->max_conns && !s->closing) {
         log_debug(&x->m->log, "reused connection failed (%s); again",
                   curl_easy_strerror(res));
-        x->retried = 1;
+        x->retried++;
         x->begun = 0;
         x->off = 0;
         x->port = 0;
@@ -543,6 +549,9 @@ txn_end(struct xfer *x, CURLcode res, int reused)
                  x->errbuf[0] ? ": " : "", x->errbuf);
         if (res == CURLE_OK)
             snprintf(r, sizeof r, "no reply to the end of data");
+        /* DATA was answered 354 and every byte handed over: the server
+         * may have the message although it never said so. */
+        x->in_doubt = x->nreplies >= 2 + x->nrcpt && x->off == x->body.len;
         finish(s, x, SEND_TEMPFAIL, r);
         if (conn_error(res)) {
             healthy = 0;

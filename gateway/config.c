@@ -111,6 +111,14 @@ static const struct key_spec http_keys[] = {
 static const struct key_spec channel_keys[] = {
     { "provider", K_STR, CH(provider), 0, 0, NULL, 0, NULL },
     { "in_doubt", K_CHOICE, CH(in_doubt), 0, 0, "resend", 0, in_doubt_choices },
+    { "stop_reply", K_STR, CH(stop_reply), 0, 0,
+      "You are unsubscribed and will get no more messages. Reply START to "
+      "subscribe again.", 0, NULL },
+    { "help_reply", K_STR, CH(help_reply), 0, 0,
+      "Help: contact our support. Reply STOP to unsubscribe. Msg&data "
+      "rates may apply.", 0, NULL },
+    { "start_reply", K_STR, CH(start_reply), 0, 0,
+      "You are subscribed again. Reply STOP to unsubscribe.", 0, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
 static const struct key_spec provider_keys[] = {
@@ -841,6 +849,9 @@ conf_free(struct config *c)
     for (int i = 0; i < CH_COUNT; i++) {
         free(c->channel[i].provider);
         free(c->channel[i].in_doubt);
+        free(c->channel[i].stop_reply);
+        free(c->channel[i].help_reply);
+        free(c->channel[i].start_reply);
     }
     for (size_t i = 0; i < c->nprovider; i++) {
         free(c->provider[i].name);

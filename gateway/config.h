@@ -55,6 +55,8 @@ struct conf_channel {
     char        *in_doubt;      /* "resend" | "hold": a send cut off by a
                                    crash is sent again, or held as failed */
     int          in_doubt_resend;
+    /* SMS: answers to MO keywords ("" = no answer) */
+    char        *stop_reply, *help_reply, *start_reply;
 };
 
 struct config {

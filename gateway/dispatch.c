@@ -31,6 +31,10 @@ struct dmsg {
     char           *ledger, *ckey, *parked;
     struct message  m;
     struct tref    *tr;         /* the template set it was rendered from */
+    const char     *body;       /* a system message's text (no template) */
+    int             system;     /* a reply we owe (STOP confirmation):
+                                   never suppressed */
+    char           *address;    /* normalised, as in the suppress sets */
     struct tpl_out *out;        /* its rendered content */
     struct content_image images[TPL_MAX_IMAGES];
     char            logctx[160];
@@ -72,6 +76,7 @@ dmsg_free(struct dmsg *d)
     g_free(d->ledger);
     g_free(d->ckey);
     g_free(d->parked);
+    g_free(d->address);
     free(d->reason);
     free(d->provider_id);
     free(d);
@@ -175,6 +180,7 @@ flush_channel(struct gw *g, int ch)
         } else {
             ops_arg(o, "");
         }
+        ops_arg(o, d->m.key);
     }
     ops_run(o);
 }
@@ -270,7 +276,6 @@ render(struct dmsg *d)
 {
     static const enum tpl_channel tch[CH_COUNT] = { TPL_EMAIL, TPL_SMS,
                                                      TPL_FAX };
-    static const char *const contact[CH_COUNT] = { "email", "phone", "fax" };
     struct gw *g = d->g;
     struct tpl_data td;
     struct tpl_error te;
@@ -279,6 +284,20 @@ render(struct dmsg *d)
     char reason[600];
     int rc;
 
+    d->m.to_name = json_string_value(json_object_get(d->m.recipient,
+                                                     "name"));
+    d->m.deadline_ms = d->expires;
+    if (d->body) {
+        /* A system message (e.g. the answer to STOP): text as given. */
+        if (d->ch == CH_SMS) {
+            c->sms = d->body;
+            c->sms_len = strlen(d->body);
+        } else {
+            c->text = d->body;
+            c->text_len = strlen(d->body);
+        }
+        return 0;
+    }
     rc = tplcache_get(g, d->m.template, &d->tr, &err);
     if (rc == GW_ENOTFOUND) {
         d->due = gw_now_ms() + 1000;
@@ -326,11 +345,6 @@ render(struct dmsg *d)
     }
     c->images = d->images;
     c->nimages = d->out->nimages;
-    d->m.to = json_string_value(json_object_get(d->m.recipient,
-                                                contact[d->ch]));
-    d->m.to_name = json_string_value(json_object_get(d->m.recipient,
-                                                     "name"));
-    d->m.deadline_ms = d->expires;
     return 0;
 }
 
@@ -437,8 +451,11 @@ begin_batch(struct dbatch *b)
     o = ops_new(g, &gw_scripts.begin, on_begun, b);
     ops_key(o, g->k.events);
     for (size_t i = 0; i < b->n; i++) {
-        ops_key(o, b->msgs[i]->ledger);
-        ops_key(o, b->msgs[i]->ckey ? b->msgs[i]->ckey : b->msgs[i]->ledger);
+        struct dmsg *d = b->msgs[i];
+        ops_key(o, d->ledger);
+        ops_key(o, d->ckey ? d->ckey : d->ledger);
+        ops_key(o, g->k.suppress[d->ch]);
+        ops_key(o, g->k.suppress_customer);
     }
     ops_head(o);
     ops_argi(o, (int64_t)b->n);
@@ -447,6 +464,9 @@ begin_batch(struct dbatch *b)
         ops_arg(o, d->ckey ? "1" : "0");
         ops_argi(o, d->expires);
         ops_arg(o, g->conf->channel[d->ch].in_doubt_resend ? "1" : "0");
+        ops_arg(o, d->address);
+        ops_arg(o, d->m.customer);
+        ops_arg(o, d->system ? "1" : "0");
     }
     ops_run(o);
 }
@@ -540,6 +560,17 @@ dmsg_new(struct gw *g, struct entry *e, enum gw_channel ch)
         d->m.vars = d->vars = json_incref(json_object_get(doc, "vars"));
     if (!d->m.customer)
         d->m.customer = "";
+    d->body = json_string_value(json_object_get(doc, "body"));
+    d->system = json_is_true(json_object_get(doc, "system"));
+    {
+        static const char *const contact[CH_COUNT] = { "email", "phone",
+                                                       "fax" };
+        const char *to = json_string_value(json_object_get(d->m.recipient,
+                                                           contact[ch]));
+        d->m.to = to;
+        /* email addresses compare case-insensitively in the sets */
+        d->address = g_utf8_strdown(to ? to : "", -1);
+    }
     if (!d->m.provider)
         d->m.provider = "";
     if (!d->m.template)

@@ -59,6 +59,7 @@ enum { S_JOBS, S_EMAIL, S_SMS, S_FAX, S_COUNT };
 struct keys {
     char *jobs, *dead, *events, *delayed;
     char *q[CH_COUNT];
+    char *suppress[CH_COUNT], *suppress_customer;
     char *prefix;
 };
 
@@ -110,10 +111,13 @@ struct ops {
 /* track.c: the Lua scripts and the ledger */
 struct scripts {
     struct gw_script expand, enqueue, dead, campaign, control, begin, finish,
-                     promote;
+                     promote, receipt, mo;
 };
 extern struct scripts gw_scripts;
-int  track_init(void);
+/* Build the scripts for the key prefix. */
+int  track_init(const char *prefix);
+/* SCRIPT LOAD them all (a script that does not compile is logged). */
+void track_load_scripts(struct gw *g);
 void track_free(void);
 struct ops *ops_new(struct gw *g, const struct gw_script *s,
                     void (*done)(struct ops *, redisReply *), void *arg);
@@ -188,6 +192,11 @@ int tplcache_get(struct gw *g, const char *name, struct tref **out,
 struct tref *tref_get(struct tref *r);
 void tref_put(struct tref *r);
 const struct tpl *tref_tpl(const struct tref *r);
+
+/* inbound.c: receipts and MO messages from the channels */
+void inbound_cb(struct channel *ch, const struct inbound *in, void *arg);
+/* Words of an MO message: "stop", "start", "help" or "none". */
+const char *mo_keyword(const char *text);
 
 /* http.c: /metrics, /healthz */
 int  http_start(struct gw *g);

@@ -50,9 +50,13 @@ keys_init(struct keys *k, const char *prefix)
     k->dead = key(prefix, "dead");
     k->events = key(prefix, "events");
     k->delayed = key(prefix, "delayed");
-    for (int c = 0; c < CH_COUNT; c++)
+    for (int c = 0; c < CH_COUNT; c++) {
         k->q[c] = g_strdup_printf("%sq:%s", prefix,
                                   gw_channel_name((enum gw_channel)c));
+        k->suppress[c] = g_strdup_printf("%ssuppress:%s", prefix,
+                                         gw_channel_name((enum gw_channel)c));
+    }
+    k->suppress_customer = key(prefix, "suppress:customer");
 }
 
 static void
@@ -63,8 +67,11 @@ keys_free(struct keys *k)
     g_free(k->dead);
     g_free(k->events);
     g_free(k->delayed);
-    for (int c = 0; c < CH_COUNT; c++)
+    for (int c = 0; c < CH_COUNT; c++) {
         g_free(k->q[c]);
+        g_free(k->suppress[c]);
+    }
+    g_free(k->suppress_customer);
 }
 
 /* ---- Redis state ---- */
@@ -75,7 +82,8 @@ on_cmd_state(struct gw_redis *r, int up, void *arg)
     struct gw *g = arg;
 
     (void)r;
-    (void)up;
+    if (up)
+        track_load_scripts(g);
     intake_redis_state(g);
 }
 
@@ -331,6 +339,8 @@ open_channels(struct gw *g)
                       gw_strerror(rc));
             return rc;
         }
+        g->chan[g->nchan]->on_inbound = inbound_cb;
+        g->chan[g->nchan]->inbound_arg = g;
         g->nchan++;
     }
     return 0;
@@ -408,7 +418,7 @@ main(int argc, char **argv)
         fatal("uv_loop_init failed");
     g.loop = &loop;
     keys_init(&g.k, g.conf->prefix);
-    if (track_init() < 0)
+    if (track_init(g.conf->prefix) < 0)
         fatal("cannot build the Lua scripts");
     if (open_channels(&g) < 0)
         fatal("cannot open the channels");

@@ -54,6 +54,35 @@ static const char prelude[] =
 "  if FINAL[new] then redis.call('PEXPIRE', mk, TTL) end\n"
 "  return old\n"
 "end\n"
+/* A receipt for one part of an accepted message. The message moves to its
+ * final state when every part has one: delivered if all were, else failed
+ * (or expired). A repeated receipt for a part changes nothing. */
+"local function apply_receipt(mk, ev, id, rs, stat, err)\n"
+"  local f = 'part:' .. id\n"
+"  if redis.call('HSETNX', mk, f, rs) == 0 then return 'duplicate' end\n"
+"  redis.call('HINCRBY', mk, 'parts_' .. rs, 1)\n"
+"  if rs ~= 'delivered' then\n"
+"    redis.call('HSET', mk, 'receipt_error', stat .. ' err:' .. err)\n"
+"  end\n"
+"  local done = redis.call('HINCRBY', mk, 'parts_final', 1)\n"
+"  if done < tonumber(redis.call('HGET', mk, 'parts') or '1') then\n"
+"    return 'part'\n"
+"  end\n"
+"  local camp = redis.call('HGET', mk, 'campaign')\n"
+"  local ck = nil\n"
+"  if camp and camp ~= '' then ck = PFX .. 'campaign:' .. camp end\n"
+"  local new, reason = 'delivered', ''\n"
+"  if tonumber(redis.call('HGET', mk, 'parts_failed') or '0') > 0 then\n"
+"    new = 'failed'\n"
+"  elseif tonumber(redis.call('HGET', mk, 'parts_expired') or '0') > 0 then\n"
+"    new = 'expired'\n"
+"  end\n"
+"  if new ~= 'delivered' then\n"
+"    reason = 'receipt: ' .. (redis.call('HGET', mk, 'receipt_error') or '')\n"
+"  end\n"
+"  if setstate(mk, ev, ck, new, reason, nil) then return new end\n"
+"  return 'late'\n"
+"end\n"
 "local function create(mk, key, camp, cust, ch, prov)\n"
 "  redis.call('HSET', mk, 'key', key, 'campaign', camp, 'customer', cust,\n"
 "    'channel', ch, 'provider', prov, 'attempts', 0, 'created', NOW)\n"
@@ -189,17 +218,21 @@ static const char control_body[] =
 "return {to, moved, redis.call('LLEN', parked),\n"
 "  redis.call('HGET', ck, 'expansion') or ''}\n";
 
-/* KEYS: events, then (ledger, campaign-or-ledger) per message.
- * ARGV[4..]: n, then (has_campaign, expires_ms, resend_in_doubt) each.
- * Moves each message to sending unless its ledger, campaign or deadline
- * says otherwise. Replies one string per message. */
+/* KEYS: events, then (ledger, campaign-or-ledger, suppress:<channel>,
+ * suppress:customer) per message. ARGV[4..]: n, then (has_campaign,
+ * expires_ms, resend_in_doubt, address, customer, system) each. Moves each
+ * message to sending unless its ledger, campaign, an opt-out or its
+ * deadline says otherwise (system replies such as a STOP confirmation
+ * are not suppressed). Replies one string per message. */
 static const char begin_body[] =
 "local ev, n = KEYS[1], tonumber(ARGV[4])\n"
 "local res, a = {}, 5\n"
 "for i = 1, n do\n"
-"  local mk, ck = KEYS[2 * i], nil\n"
-"  if ARGV[a] == '1' then ck = KEYS[2 * i + 1] end\n"
+"  local mk, ck = KEYS[4 * i - 2], nil\n"
+"  local sup_ch, sup_cust = KEYS[4 * i], KEYS[4 * i + 1]\n"
+"  if ARGV[a] == '1' then ck = KEYS[4 * i - 1] end\n"
 "  local exp = tonumber(ARGV[a + 1])\n"
+"  local addr, cust, system = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]\n"
 "  local st = redis.call('HGET', mk, 'state')\n"
 "  local cst = ck and redis.call('HGET', ck, 'state')\n"
 "  if not st then res[i] = 'missing'\n"
@@ -208,6 +241,11 @@ static const char begin_body[] =
 "    setstate(mk, ev, ck, 'cancelled', 'campaign cancelled', nil)\n"
 "    res[i] = 'skip:cancelled'\n"
 "  elseif cst == 'paused' then res[i] = 'paused'\n"
+"  elseif st ~= 'sending' and system ~= '1' and\n"
+"      (redis.call('SISMEMBER', sup_ch, addr) == 1 or\n"
+"       (cust ~= '' and redis.call('SISMEMBER', sup_cust, cust) == 1)) then\n"
+"    setstate(mk, ev, ck, 'suppressed', 'opted out', nil)\n"
+"    res[i] = 'skip:suppressed'\n"
 "  elseif exp > 0 and tonumber(NOW) > exp then\n"
 "    setstate(mk, ev, ck, 'expired', 'deadline passed before sending', nil)\n"
 "    res[i] = 'skip:expired'\n"
@@ -222,13 +260,13 @@ static const char begin_body[] =
 "    setstate(mk, ev, ck, 'sending', r, nil)\n"
 "    res[i] = 'go:' .. st .. ':' .. att\n"
 "  end\n"
-"  a = a + 3\n"
+"  a = a + 6\n"
 "end\n"
 "return res\n";
 
 /* KEYS: events, queue, delayed, then (ledger, campaign-or-ledger, parked)
  * per message. ARGV[4..]: group, n, then (id, has_campaign, state, reason,
- * provider_id, park_payload, due_ms, delayed_member) each. Outcome and
+ * provider_ids, park_payload, due_ms, delayed_member, message key) each. Outcome and
  * ack are one step, so an ack never lands without its outcome; XACK
  * answering 0 marks a replay after a lost reply, which changes nothing. */
 static const char finish_body[] =
@@ -244,6 +282,27 @@ static const char finish_body[] =
 "      local extra = nil\n"
 "      if ARGV[a + 4] ~= '' then extra = {'provider_id', ARGV[a + 4]} end\n"
 "      local moved = setstate(mk, ev, ck, new, ARGV[a + 3], extra)\n"
+"      if moved and new == 'accepted' and ARGV[a + 4] ~= '' then\n"
+/* every part's id leads to the message; receipts that came first wait
+ * under rcpt: and are applied now */
+"        local prov = redis.call('HGET', mk, 'provider') or ''\n"
+"        local ids = {}\n"
+"        for id in string.gmatch(ARGV[a + 4], '[^,]+') do ids[#ids + 1] = id end\n"
+"        redis.call('HSET', mk, 'parts', #ids)\n"
+"        for _, id in ipairs(ids) do\n"
+"          redis.call('SET', PFX .. 'pid:' .. prov .. ':' .. id, ARGV[a + 8],\n"
+"            'PX', TTL)\n"
+"        end\n"
+"        for _, id in ipairs(ids) do\n"
+"          local rk = PFX .. 'rcpt:' .. prov .. ':' .. id\n"
+"          local early = redis.call('GET', rk)\n"
+"          if early then\n"
+"            local rs, stat, err = string.match(early, '^([^\\t]*)\\t([^\\t]*)\\t(.*)$')\n"
+"            apply_receipt(mk, ev, id, rs, stat, err)\n"
+"            redis.call('DEL', rk)\n"
+"          end\n"
+"        end\n"
+"      end\n"
 "      if new == 'deferred' and (moved or\n"
 "          redis.call('HGET', mk, 'state') == 'deferred') then\n"
 "        redis.call('HSET', mk, 'next_attempt', ARGV[a + 6])\n"
@@ -260,9 +319,46 @@ static const char finish_body[] =
 "    end\n"
 "    redis.call('XDEL', q, ARGV[a])\n"
 "  end\n"
-"  a = a + 8\n"
+"  a = a + 9\n"
 "end\n"
 "return n\n";
+
+/* KEYS: events. ARGV[4..]: provider, id, receipt state (delivered |
+ * failed | expired), the provider's stat word, error. A receipt whose id
+ * is not known yet (it beat the submit response, or the outcome is still
+ * on its way to Redis) is kept under rcpt: for the finish script. */
+static const char receipt_body[] =
+"local prov, id, rs, stat, err = ARGV[4], ARGV[5], ARGV[6], ARGV[7],\n"
+"  ARGV[8]\n"
+"local mk = redis.call('GET', PFX .. 'pid:' .. prov .. ':' .. id)\n"
+"if not mk then\n"
+"  redis.call('SET', PFX .. 'rcpt:' .. prov .. ':' .. id,\n"
+"    rs .. '\\t' .. stat .. '\\t' .. err, 'PX', 86400000)\n"
+"  return 'early'\n"
+"end\n"
+"return apply_receipt(PFX .. 'msg:' .. mk, KEYS[1], id, rs, stat, err)\n";
+
+/* KEYS: events, suppress:sms, q:sms. ARGV[4..]: action (stop | start |
+ * help | none), from, to, text, provider, reply key ('' = no reply),
+ * reply payload. Every MO is an event; STOP adds the number to the SMS
+ * suppression set and START removes it, in the same step as the reply is
+ * queued. */
+static const char mo_body[] =
+"local ev, sup, q = KEYS[1], KEYS[2], KEYS[3]\n"
+"local act, from, prov, rkey = ARGV[4], ARGV[5], ARGV[8], ARGV[9]\n"
+"event(ev, {'type', 'mo', 'from', from, 'to', ARGV[6], 'text', ARGV[7],\n"
+"  'action', act, 'provider', prov, 'time', NOW})\n"
+"if act == 'stop' then redis.call('SADD', sup, from)\n"
+"elseif act == 'start' then redis.call('SREM', sup, from) end\n"
+"if rkey ~= '' then\n"
+"  local mk = PFX .. 'msg:' .. rkey\n"
+"  if redis.call('EXISTS', mk) == 0 then\n"
+"    create(mk, rkey, '', '', 'sms', prov)\n"
+"    setstate(mk, ev, nil, 'queued', 'reply to ' .. act, nil)\n"
+"    redis.call('XADD', q, '*', 'm', ARGV[10])\n"
+"  end\n"
+"end\n"
+"return act\n";
 
 /* KEYS: delayed, q:email, q:sms, q:fax. ARGV[4..]: limit. Members are
  * "<channel index>|<payload>"; moved in one script so a crash can neither
@@ -282,6 +378,7 @@ static int
 build(struct gw_script *s, const char *name, const char *body,
       const char *tables)
 {
+    /* tables holds ALLOWED, FINAL and PFX */
     struct buf b;
     int rc;
 
@@ -297,13 +394,24 @@ build(struct gw_script *s, const char *name, const char *body,
 }
 
 int
-track_init(void)
+track_init(const char *prefix)
 {
     char tables[4096];
+    size_t n;
     int rc;
 
     if ((rc = msg_state_lua(tables, sizeof tables)) < 0)
         return rc;
+    /* The key prefix as a Lua string; config allows no NUL, escape the
+     * rest. */
+    n = strlen(tables);
+    n += (size_t)snprintf(tables + n, sizeof tables - n, "local PFX = \"");
+    for (const char *p = prefix; *p && n + 8 < sizeof tables; p++)
+        n += (size_t)snprintf(tables + n, sizeof tables - n, "\\%03d",
+                              (unsigned char)*p);
+    if (n + 4 >= sizeof tables)
+        return GW_ETOOBIG;
+    snprintf(tables + n, sizeof tables - n, "\"\n");
     if ((rc = build(&gw_scripts.expand, "expand", expand_body, tables)) < 0 ||
         (rc = build(&gw_scripts.enqueue, "enqueue", enqueue_body,
                     tables)) < 0 ||
@@ -315,7 +423,10 @@ track_init(void)
         (rc = build(&gw_scripts.begin, "begin", begin_body, tables)) < 0 ||
         (rc = build(&gw_scripts.finish, "finish", finish_body, tables)) < 0 ||
         (rc = build(&gw_scripts.promote, "promote", promote_body,
-                    tables)) < 0)
+                    tables)) < 0 ||
+        (rc = build(&gw_scripts.receipt, "receipt", receipt_body,
+                    tables)) < 0 ||
+        (rc = build(&gw_scripts.mo, "mo", mo_body, tables)) < 0)
         return rc;
     return 0;
 }
@@ -331,6 +442,36 @@ track_free(void)
     gw_script_free(&gw_scripts.begin);
     gw_script_free(&gw_scripts.finish);
     gw_script_free(&gw_scripts.promote);
+    gw_script_free(&gw_scripts.receipt);
+    gw_script_free(&gw_scripts.mo);
+}
+
+static const struct gw_script *const all_scripts[] = {
+    &gw_scripts.expand, &gw_scripts.enqueue, &gw_scripts.dead,
+    &gw_scripts.campaign, &gw_scripts.control, &gw_scripts.begin,
+    &gw_scripts.finish, &gw_scripts.promote, &gw_scripts.receipt,
+    &gw_scripts.mo,
+};
+
+static void
+on_loaded(struct gw_redis *r, redisReply *rep, void *arg)
+{
+    const struct gw_script *s = arg;
+    static const struct log_ctx lg = { "track", NULL };
+
+    (void)r;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        log_error(&lg, "script %s does not compile: %s", s->name, rep->str);
+}
+
+void
+track_load_scripts(struct gw *g)
+{
+    for (size_t i = 0; i < sizeof all_scripts / sizeof all_scripts[0]; i++) {
+        const char *argv[] = { "SCRIPT", "LOAD", all_scripts[i]->src };
+        gw_redis_cmd(g->cmd, on_loaded, (void *)all_scripts[i], 0, 3, argv,
+                     NULL);
+    }
 }
 
 int64_t

@@ -247,7 +247,11 @@ cmd_render(int argc, char **argv)
     } else {
         int email = tpl_has(t, TPL_P_HTML) || tpl_has(t, TPL_P_TEXT);
 
-        if (email && tpl_render(t, TPL_EMAIL, &pv.d, NULL, &out, &err) < 0)
+        /* the email parts the set has (a subject-less set previews) */
+        ro.parts = (1u << TPL_P_TEXT) |
+                   (tpl_has(t, TPL_P_SUBJECT) ? 1u << TPL_P_SUBJECT : 0) |
+                   (tpl_has(t, TPL_P_HTML) ? 1u << TPL_P_HTML : 0);
+        if (email && tpl_render(t, TPL_EMAIL, &pv.d, &ro, &out, &err) < 0)
             rc = render_failed(&err);
         if (rc == 0 && email) {
             if (tpl_has(t, TPL_P_SUBJECT))

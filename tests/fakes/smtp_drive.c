@@ -241,11 +241,11 @@ on_done(struct message *m, const struct send_outcome *o, void *arg)
     done_n++;
     inflight--;
     if (!quiet) {
-        json_t *j = json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:i}", "i",
+        json_t *j = json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:i, s:i}", "i",
                               (json_int_t)it->n, "key", it->key, "result",
                               res_names[o->result], "provider_id",
                               o->provider_id, "reply", o->reply, "final",
-                              o->final);
+                              o->final, "in_doubt", o->in_doubt);
         char *s = json_dumps(j, JSON_COMPACT);
         printf("%s\n", s);
         free(s);

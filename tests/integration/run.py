@@ -75,6 +75,11 @@ def main():
         signal.alarm(PER_TEST_LIMIT)
         try:
             fn(ctx)
+            for p in ctx.started:
+                if isinstance(p, harness.Gateway):
+                    harness.check("does not compile" not in p.logtext(),
+                                  "a Lua script failed to load: see %s"
+                                  % p.logpath)
             status = "PASS"
         except Exception as e:
             status = "FAIL"

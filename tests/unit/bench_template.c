@@ -134,7 +134,7 @@ main(void)
         .unsubscribe_url = "https://gw.example/u/eyJtIjoiYzAwNDIifQ",
         .message_id = "spring-27:c0042:email", .campaign = "spring-27",
     };
-    struct tpl_render_opts html_only = { .parts = 1u << 1 };
+    struct tpl_render_opts html_only = { .parts = 1u << TPL_P_HTML };
     struct tpl_render_opts tracking = {
         .link_cb = track, .pixel_url = "https://gw.example/o/tok",
     };
@@ -150,7 +150,7 @@ main(void)
     buf_puts(&src, "<html><body>\n");
     for (i = 0; i < 10; i++)
         buf_printf(&src, "<p class=\"c%zu\">%.*s {{%s}} %s</p>\n", i,
-                   (int)(i % 2 ? 130 : 118), lorem, vars[i], lorem + 150);
+                   (int)(i % 2 ? 140 : 128), lorem, vars[i], lorem + 150);
     buf_puts(&src, "<ul>{{#items}}<li><a href=\"https://shop.example/p?c="
                    "{{customer_id}}\">{{name}}</a>: {{price}}</li>{{/items}}"
                    "</ul>\n</body></html>\n");
