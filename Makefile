@@ -39,7 +39,7 @@ HEADERS      := $(wildcard common/*.h gateway/*.h channels/*.h templates/*.h \
                   scheduler/*.h)
 
 UNIT_TESTS := test_toml test_config test_job test_state test_mustache \
-              test_mustache_spec test_mime test_sms_encode
+              test_mustache_spec test_mime test_sms_encode test_inbound
 
 OBJ     := $(LIB_SRC:%.c=build/obj/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=build/san/%.o)
