@@ -11,7 +11,8 @@ SHELL := /bin/bash
 #   make style      check formatting with clang-format
 
 CC       ?= gcc
-PKGS     := libuv hiredis libcurl libxml-2.0 jansson libh2o glib-2.0 openssl
+PKGS     := libuv hiredis libcurl libxml-2.0 jansson libh2o glib-2.0 openssl \
+            libsmpp34
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 COMMIT   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 WARN     := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
@@ -27,7 +28,7 @@ COMMON_SRC   := common/buf.c common/err.c common/log.c
 TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c \
                 templates/template.c templates/html.c
 CHANNEL_SRC  := channels/channel.c channels/outbox.c channels/mime.c channels/smtp.c \
-                channels/sms_encode.c
+                channels/sms_encode.c channels/smpp.c channels/smpp_pdu.c
 GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/redis_uv.c gateway/job.c gateway/state.c \
                 gateway/track.c gateway/intake.c gateway/expand.c \
@@ -39,7 +40,8 @@ HEADERS      := $(wildcard common/*.h gateway/*.h channels/*.h templates/*.h \
                   scheduler/*.h)
 
 UNIT_TESTS := test_toml test_config test_job test_state test_mustache \
-              test_mustache_spec test_mime test_sms_encode test_inbound
+              test_mustache_spec test_mime test_sms_encode test_smpp_pdu test_inbound \
+              test_template test_html
 
 OBJ     := $(LIB_SRC:%.c=build/obj/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=build/san/%.o)
@@ -76,7 +78,7 @@ build/bench/%: tests/unit/%.c $(OBJ)
 	@echo "  LD      $@"
 	@$(CC) $(ALLCFLAGS) $< $(OBJ) $(PKGLIBS) -o $@
 
-BENCHES := bench_mustache
+BENCHES := bench_mustache bench_template
 bench: $(BENCHES:%=build/bench/%)
 	@for b in $(BENCHES); do echo "== $$b"; build/bench/$$b; done
 
@@ -122,7 +124,7 @@ demo: bin/gatewayd
 deps:
 	./.ci/deps.sh
 
-FUZZERS := fuzz_toml fuzz_mustache fuzz_job fuzz_sms_encode
+FUZZERS := fuzz_toml fuzz_mustache fuzz_job fuzz_sms_encode fuzz_smpp_pdu fuzz_template
 FUZZ_SECONDS ?= 10
 fuzz: $(FUZZERS:%=build/fuzz/%)
 
@@ -134,6 +136,7 @@ fuzz-run: fuzz
 	    seeds=; \
 	    case $$f in \
 	    fuzz_toml) seeds=../shared/vectors/toml-test/valid ;; \
+	    fuzz_template) seeds=tests/unit/data/newsletters ;; \
 	    esac; \
 	    echo "== fuzz: $$f for $(FUZZ_SECONDS)s"; \
 	    build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \

@@ -12,6 +12,7 @@
 static const struct channel_ops *const backends[] = {
     &outbox_ops,
     &smtp_ops,
+    &smpp_ops,
 };
 
 int

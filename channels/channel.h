@@ -141,6 +141,7 @@ struct channel {
 
 extern const struct channel_ops outbox_ops;
 extern const struct channel_ops smtp_ops;
+extern const struct channel_ops smpp_ops;
 
 /* Open the backend named by conf->type. *out is new; ch_close frees it. */
 int ch_open(struct channel **out, uv_loop_t *loop,

@@ -879,10 +879,11 @@ put_param(struct buf *b, const char *attr, const char *v)
 static int
 put_file_part(struct mw *w, const struct content_image *f, int inline_)
 {
-    const char *ct = content_type_ok(f->content_type) ? f->content_type
-                                                      : "application/octet-stream";
+    const char *ct = "application/octet-stream";
     int rc;
 
+    if (content_type_ok(f->content_type))
+        ct = f->content_type;
     if ((rc = buf_printf(w->b, "Content-Type: %s", ct)) < 0 ||
         (f->name && (rc = put_param(w->b, "name", f->name)) < 0) ||
         (rc = buf_puts(w->b, "\r\nContent-Transfer-Encoding: base64\r\n")) <

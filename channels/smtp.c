@@ -1,18 +1,26 @@
 /*
  * smtp.c -- the SMTP channel: each message becomes MIME bytes (mime.c) and
- * one SMTP transaction over a pool of reused connections to the provider.
- * The transport is libcurl's multi interface on our libuv loop (curl's
- * multi-uv shape: a uv_poll per socket, one uv_timer). Every reply line is
- * captured, so the RCPT result, the final "250 ... queued as X" and the
- * enhanced status codes reach the ledger: 2xx is accepted, 4xx a temporary
- * and 5xx a permanent failure; 421, a refused session or a dropped
- * connection also pause the provider for a moment (backoff).
+ * one SMTP transaction over a pool of reused connections to the provider,
+ * all on our libuv loop through libcurl's multi interface (curl's multi-uv
+ * shape: a uv_poll per socket, one uv_timer). Every reply is captured, so
+ * the RCPT result, the final "250 ... queued as X" and the enhanced status
+ * codes reach the ledger: 2xx is accepted, 4xx a temporary and 5xx a
+ * permanent failure; 421, a refused session or a dropped connection also
+ * pause the provider for a moment (backoff).
  *
- * The transport sits behind a small seam -- a transaction is a sender,
- * recipients and bytes in, then a reply per command (txn_reply) and an end
- * (txn_end) out -- so a native pipelined client can replace libcurl
- * without touching the outcome rules. Debian's libcurl 7.88 does not
- * pipeline SMTP: parallelism comes from connections.
+ * Two transports sit behind one seam -- a transaction is a sender,
+ * recipients and bytes in, a reply per command (txn_reply) and an end
+ * (txn_end) out; the outcome rules live on this side of it:
+ *   "pipelined" (default): libcurl opens each connection (TCP, TLS or
+ *     STARTTLS with verification, EHLO, AUTH: CURLOPT_CONNECT_ONLY) and
+ *     we run the transactions on it with curl_easy_send/recv: MAIL, RCPT
+ *     and DATA in one write when the server offers PIPELINING (RFC 2920),
+ *     dot-stuffing ours, RSET after a refusal, never blocking the loop.
+ *   "libcurl": libcurl runs each transaction (CURLOPT_READFUNCTION uploads
+ *     the bytes and libcurl dot-stuffs them), lock-step. libcurl 7.88
+ *     waits for the reply to the end of data inside the loop (smtp_done
+ *     runs a blocking state machine), so a slow server stalls the daemon:
+ *     kept for comparison and as a fallback.
  */
 #include "channel.h"
 #include "mime.h"
@@ -33,9 +41,14 @@
 
 #define REPLY_MAX   512         /* text kept of one reply */
 #define ERR_MAX     600         /* the reply handed to the dispatcher */
+#define IN_MAX      8192        /* one reply line, at most */
+#define EXPECT_MAX  16          /* commands awaiting a reply */
 
 static const char *const tls_choices[] = {
     "required", "opportunistic", "off", NULL
+};
+static const char *const transport_choices[] = {
+    "pipelined", "libcurl", NULL
 };
 
 const struct conf_key smtp_conf_keys[] = {
@@ -61,12 +74,17 @@ const struct conf_key smtp_conf_keys[] = {
     { "message_id_domain", CK_STR, 0, 0, 0, NULL, NULL },
     /* List-Id: "Shop news <news.example.org>" */
     { "list_id", CK_STR, 0, 0, 0, NULL, NULL },
+    /* pipelined | libcurl: see the top of channels/smtp.c */
+    { "transport", CK_CHOICE, 0, 0, 0, transport_choices, "pipelined" },
     { "max_connections", CK_INT, 0, 1, 256, NULL, "4" },
     /* transactions on one connection before it is replaced (0: no cap) */
     { "max_messages_per_connection", CK_INT, 0, 0, 1000000, NULL, "100" },
+    /* TCP, TLS, greeting, EHLO and AUTH */
     { "connect_timeout_ms", CK_INT, 0, 100, 600000, NULL, "10000" },
-    /* one whole transaction, the connection set-up included */
+    /* one transaction, MAIL to the reply to the end of data */
     { "timeout_ms", CK_INT, 0, 1000, 3600000, NULL, "120000" },
+    /* an unused connection is closed (QUIT) after this */
+    { "idle_timeout_ms", CK_INT, 0, 100, 3600000, NULL, "30000" },
     /* pause after 421, a refused session or a dropped connection; doubles
      * while it keeps happening */
     { "backoff_ms", CK_INT, 0, 10, 600000, NULL, "1000" },
@@ -74,7 +92,7 @@ const struct conf_key smtp_conf_keys[] = {
     /* a message waiting this long for a connection while the provider is
      * paused is handed back as a temporary failure */
     { "queue_timeout_ms", CK_INT, 0, 100, 3600000, NULL, "30000" },
-    /* at close, transfers still running after this are cancelled */
+    /* at close, transactions still running after this are cancelled */
     { "close_grace_ms", CK_INT, 0, 0, 600000, NULL, "5000" },
     { "max_message_bytes", CK_INT, 0, 1024, 1 << 30, NULL, "26214400" },
     /* libcurl's protocol trace on stderr */
@@ -85,13 +103,26 @@ const struct conf_key smtp_conf_keys[] = {
 enum tls_mode { TLS_REQUIRED, TLS_TRY, TLS_OFF };
 
 /* What a reply answers. */
-enum step { STEP_SESSION, STEP_MAIL, STEP_RCPT, STEP_DATA, STEP_END };
-
-static const char *const step_names[] = {
-    "session", "MAIL", "RCPT", "DATA", "end of data"
+enum step {
+    STEP_SESSION, STEP_MAIL, STEP_RCPT, STEP_DATA, STEP_END,
+    STEP_DOT, STEP_RSET, STEP_QUIT      /* pipelined transport only */
 };
 
+static const char *const step_names[] = {
+    "session", "MAIL", "RCPT", "DATA", "end of data", "end of data",
+    "RSET", "QUIT"
+};
+
+/* What CURLINFO_PRIVATE points to: the first member of both. */
+enum owner { OWN_XFER = 1, OWN_SESS };
+
+/* txn_end flags */
+#define TE_CONN     1u      /* the connection failed: back off */
+#define TE_RETRY    2u      /* never began on a reused connection */
+#define TE_DOUBT    4u      /* the data went out, no answer came */
+
 struct smtp;
+struct sess;
 
 struct sock {                   /* a socket libcurl asked us to watch */
     uv_poll_t        poll;
@@ -100,45 +131,82 @@ struct sock {                   /* a socket libcurl asked us to watch */
     struct sock     *next, *prev;
 };
 
-struct conn {                   /* a socket libcurl opened */
+struct conn {                   /* libcurl transport: a socket it opened */
     curl_socket_t    fd;
     int              port;      /* local port, once known (0: not yet) */
     unsigned         msgs;      /* transactions begun on it */
 };
 
 struct xfer {                   /* one message */
+    enum owner       kind;      /* OWN_XFER */
     struct xfer     *next, *prev;
     struct smtp     *s;
     struct message  *m;
     channel_done_cb *cb;
     void            *arg;
-    CURL            *easy;      /* while it runs */
     struct buf       body;      /* the MIME bytes */
-    size_t           off;       /* upload position */
     char            *mail_from; /* "<...>" */
-    struct curl_slist *rcpt;
-    unsigned         nrcpt, rcpt_ok;
+    struct curl_slist *rcpt;    /* "<...>" each */
+    unsigned         nrcpt;
     uint64_t         queued_at;
     int              retried;
+    /* where it runs */
+    CURL            *easy;      /* libcurl transport */
+    struct sess     *sess;      /* pipelined transport */
+    size_t           off;       /* upload position (libcurl transport) */
+    int              port;      /* local port of its connection */
+    int              last_on_conn;
+    char             errbuf[CURL_ERROR_SIZE];
     /* the transaction, as the replies tell it */
     int              begun;     /* session set up: replies are ours */
     unsigned         nreplies;  /* complete replies since */
-    int              port;      /* local port of its connection */
-    int              last_on_conn;
+    unsigned         rcpt_ok;
+    int              mail_ok;
     int              cur_code;
     size_t           cur_len;
     char             cur[REPLY_MAX];    /* the reply being read */
     int              fail_code;
     enum step        fail_step;
-    char             fail[REPLY_MAX + 8];   /* last reply >= 400 */
+    char             fail[REPLY_MAX + 8];   /* first reply >= 400 */
     int              final_code;
     char             final[REPLY_MAX + 8];  /* reply to the end of data */
-    char             errbuf[CURL_ERROR_SIZE];
     /* the outcome */
     enum send_result res;
-    int              in_doubt;  /* the data went out, no answer came */
+    int              in_doubt;
     char             reply[ERR_MAX];
     char             provider_id[128];
+};
+
+enum sess_state { SS_CONNECTING, SS_IDLE, SS_BUSY, SS_CLOSING };
+
+struct sess {                   /* pipelined transport: one connection */
+    enum owner       kind;      /* OWN_SESS */
+    struct sess     *next, *prev;
+    struct smtp     *s;
+    CURL            *easy;      /* CONNECT_ONLY: owns the connection */
+    enum sess_state  state;
+    curl_socket_t    fd;
+    uv_poll_t        poll;
+    uv_timer_t       timer;     /* reply and idle timeouts */
+    int              polling;   /* poll initialised */
+    int              events;
+    unsigned         closes;    /* handle closes outstanding */
+    int              pipelining, size_ext;
+    unsigned         msgs;      /* transactions begun */
+    struct xfer     *x;         /* the transaction, or the one waiting */
+    enum step        expect[EXPECT_MAX];
+    unsigned         nexp, exp_head;
+    unsigned         rcpt_next; /* lock-step: RCPTs sent */
+    struct buf       out, more; /* to write; more while a write waits */
+    size_t           out_off;
+    int              again;     /* a write returned CURLE_AGAIN */
+    int              eob_queued, eob_sent;  /* the end of data */
+    char             errbuf[CURL_ERROR_SIZE];
+    char             in[IN_MAX];
+    size_t           in_len;
+    int              cur_code;
+    size_t           cur_len;
+    char             cur[REPLY_MAX];
 };
 
 struct smtp {
@@ -147,9 +215,10 @@ struct smtp {
     uv_timer_t       timer;     /* libcurl's timeout */
     uv_timer_t       later;     /* outcomes outside send(), teardown */
     uv_timer_t       pause;     /* backoff; at close the grace period */
-    unsigned         nhandles;  /* uv handles not closed yet */
+    unsigned         nhandles;  /* our uv handles not closed yet */
 
     /* configuration */
+    int              pipelined;
     char            *url;
     const char      *username, *password, *ca_file, *list_id;
     enum tls_mode    tls;
@@ -158,26 +227,27 @@ struct smtp {
     int              env_key;
     size_t           env_budget;    /* characters {key} may become */
     unsigned         max_conns, max_per_conn;
-    long             connect_timeout_ms, timeout_ms;
+    long             connect_timeout_ms, timeout_ms, idle_timeout_ms;
     uint64_t         backoff_min, backoff_max, queue_timeout, grace_ms;
     size_t           max_bytes;
     int              verbose;
 
     /* state */
     struct xfer     *qhead, *qtail;     /* waiting for a connection */
-    struct xfer     *running;           /* in the multi handle */
-    unsigned         nrunning;
+    struct xfer     *running;           /* libcurl transport: in the multi */
+    unsigned         nrunning;          /* transactions under way */
     struct xfer     *dhead, *dtail;     /* outcomes to report */
     unsigned         ninflight;         /* accepted, not yet reported */
     CURL           **pool;              /* idle easy handles */
     unsigned         npool;
     struct conn     *conns;
     size_t           nconns, capconns;
+    struct sess     *sessions;
+    unsigned         nsess;
     struct sock     *socks;
     uint64_t         backoff;           /* the next pause */
     int              paused, probing;
     int              closing, cancelled, torn;
-    char             why_paused[256];
 
     /* counters */
     struct channel_stats st;
@@ -189,6 +259,7 @@ static void check_done(struct smtp *s);
 static void teardown(struct smtp *s);
 static void on_later(uv_timer_t *t);
 static void on_pause_end(uv_timer_t *t);
+static void sess_close(struct sess *ss, int quit);
 
 /* ---- small things ---- */
 
@@ -295,112 +366,50 @@ report(struct smtp *s, struct xfer *x)
     xfer_free(x);
 }
 
-/* ---- connections: counted by socket, known by local port ---- */
-
-static struct conn *
-conn_by_fd(struct smtp *s, curl_socket_t fd)
-{
-    for (size_t i = 0; i < s->nconns; i++)
-        if (s->conns[i].fd == fd)
-            return &s->conns[i];
-    return NULL;
-}
-
-static struct conn *
-conn_by_port(struct smtp *s, int port)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl;
-
-    for (size_t i = 0; i < s->nconns; i++)
-        if (s->conns[i].port == port)
-            return &s->conns[i];
-    /* A new connection: learn the ports of the sockets not yet known. */
-    for (size_t i = 0; i < s->nconns; i++) {
-        struct conn *c = &s->conns[i];
-        if (c->port)
-            continue;
-        sl = sizeof ss;
-        if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) < 0)
-            continue;
-        if (ss.ss_family == AF_INET)
-            c->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        else if (ss.ss_family == AF_INET6)
-            c->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        if (c->port == port)
-            return c;
-    }
-    return NULL;
-}
-
-/* Close a connection under libcurl without its blocking QUIT exchange:
- * libcurl 7.88 waits for the 221 inside the loop when it closes a
- * connection itself. Shut the socket down; libcurl then finds it dead. */
-static void
-conn_drop(struct smtp *s, struct conn *c)
-{
-    if (!c || c->fd == CURL_SOCKET_BAD)
-        return;
-    if (s->tls == TLS_OFF)          /* plain text: a polite QUIT first */
-        (void)!send(c->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
-    shutdown(c->fd, SHUT_RDWR);
-}
-
-static curl_socket_t
-on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    struct smtp *s = clientp;
-    curl_socket_t fd;
-
-    (void)purpose;
-    fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-    if (fd < 0)
-        return CURL_SOCKET_BAD;
-    if (s->nconns == s->capconns) {
-        size_t n = s->capconns ? s->capconns * 2 : 16;
-        struct conn *nc = realloc(s->conns, n * sizeof *nc);
-        if (!nc) {
-            close(fd);
-            return CURL_SOCKET_BAD;
-        }
-        s->conns = nc;
-        s->capconns = n;
-    }
-    s->conns[s->nconns++] = (struct conn){ fd, 0, 0 };
-    s->conns_opened++;
-    return fd;
-}
-
+/* Reply lines, one at a time ("250-..." or "250 ..."): the text is joined
+ * into cur; returns the code when the reply is complete, else 0, or -1
+ * for a line that is not a reply. */
 static int
-on_close_socket(void *clientp, curl_socket_t fd)
+reply_line(const char *p, size_t l, int *cur_code, char *cur, size_t *cur_len,
+           size_t cur_max)
 {
-    struct smtp *s = clientp;
-    struct conn *c = conn_by_fd(s, fd);
+    size_t t;
 
-    if (c)
-        *c = s->conns[--s->nconns];
-    return close(fd);
+    while (l && (p[l - 1] == '\n' || p[l - 1] == '\r'))
+        l--;
+    if (l < 3 || p[0] < '1' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
+        p[2] < '0' || p[2] > '9' || (l > 3 && p[3] != ' ' && p[3] != '-'))
+        return -1;
+    t = l > 4 ? l - 4 : 0;
+    if (*cur_len && *cur_len < cur_max - 1)
+        cur[(*cur_len)++] = ' ';
+    if (t > cur_max - 1 - *cur_len)
+        t = cur_max - 1 - *cur_len;
+    memcpy(cur + *cur_len, p + 4, t);
+    *cur_len += t;
+    cur[*cur_len] = 0;
+    *cur_code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+    return l == 3 || p[3] == ' ' ? *cur_code : 0;
 }
 
 /* ---- the seam: replies in, outcome out ---- */
 
-/* One complete reply (multi-line replies joined by spaces). */
+/* One complete reply to step (multi-line replies joined by spaces). */
 static void
-txn_reply(struct xfer *x, int code, const char *text)
+txn_reply(struct xfer *x, enum step st, int code, const char *text)
 {
     struct smtp *s = x->s;
-    enum step st = STEP_SESSION;
 
-    if (x->begun) {
-        unsigned k = ++x->nreplies;
-        st = k == 1 ? STEP_MAIL : k <= 1 + x->nrcpt ? STEP_RCPT
-             : k == 2 + x->nrcpt ? STEP_DATA : STEP_END;
-    }
     s->replies[code / 100 < 6 ? code / 100 : 0]++;
     log_debug(&x->m->log, "%s: %d %s", step_names[st], code, text);
+    if (st == STEP_MAIL && code < 400)
+        x->mail_ok = 1;
     if (st == STEP_RCPT && code < 400)
         x->rcpt_ok++;
-    if (code >= 400) {
+    /* The first refusal says why (a pipelined DATA refused after it only
+     * says there was no valid recipient); a session refusal that libcurl
+     * got round (EHLO -> HELO) gives way to a later one. */
+    if (code >= 400 && (x->fail_code == 0 || x->fail_step == STEP_SESSION)) {
         x->fail_code = code;
         x->fail_step = st;
         snprintf(x->fail, sizeof x->fail, "%d %s", code, text);
@@ -408,18 +417,7 @@ txn_reply(struct xfer *x, int code, const char *text)
     if (st == STEP_END) {
         x->final_code = code;
         snprintf(x->final, sizeof x->final, "%d %s", code, text);
-        if (x->last_on_conn)
-            conn_drop(s, conn_by_port(s, x->port));
     }
-    /* A transaction refused before the data ends its connection: libcurl
-     * closes it with a QUIT and blocks the loop for the answer; cut it
-     * short instead. (A refused recipient among accepted ones does not end
-     * the transaction; a refusal of the data itself leaves the connection
-     * usable, and libcurl keeps it.) 421 means the server is closing. */
-    if (x->begun && code >= 400 &&
-        (code == 421 || st == STEP_MAIL || st == STEP_DATA ||
-         (st == STEP_RCPT && x->nreplies == 1 + x->nrcpt && !x->rcpt_ok)))
-        conn_drop(s, conn_by_port(s, x->port));
 }
 
 /* "queued as X" (Postfix), "id=X" (Exim), else the text after the
@@ -457,10 +455,10 @@ static void
 start_backoff(struct smtp *s, const char *why)
 {
     uint64_t now = uv_now(s->ch->loop);
+    char r[400];
 
     if (s->closing || s->paused)
         return;
-    snprintf(s->why_paused, sizeof s->why_paused, "%s", why);
     log_warn(&s->ch->log, "pausing %llu ms: %s",
              (unsigned long long)s->backoff, why);
     s->paused = 1;
@@ -475,171 +473,80 @@ start_backoff(struct smtp *s, const char *why)
         if (x == s->qtail)
             s->qtail = x->prev;
         list_unlink(&s->qhead, x);
-        char r[400];
         snprintf(r, sizeof r, "not sent, provider paused: %s", why);
         finish(s, x, SEND_TEMPFAIL, r);
     }
 }
 
-static int
-conn_error(CURLcode res)
+static void
+txn_reset(struct xfer *x)
 {
-    switch (res) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_GOT_NOTHING:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_USE_SSL_FAILED:
-    case CURLE_LOGIN_DENIED:
-    case CURLE_WEIRD_SERVER_REPLY:
-        return 1;
-    default:
-        return 0;
-    }
+    x->begun = 0;
+    x->nreplies = x->rcpt_ok = 0;
+    x->mail_ok = 0;
+    x->off = 0;
+    x->port = 0;
+    x->last_on_conn = 0;
+    x->cur_len = 0;
+    x->fail_code = x->final_code = 0;
+    x->fail_step = STEP_SESSION;
+    x->easy = NULL;
+    x->sess = NULL;
 }
 
-/* The transaction is over: res is the transport's verdict (CURLE_OK when
- * the end of data was answered 2xx), reused says the connection was not
- * new. Returns 1 when x was queued again instead of finished. */
-static int
-txn_end(struct xfer *x, CURLcode res, int reused)
+/* The transaction is over; x is no longer on a connection. terr: the
+ * transport's error text, NULL when the dialogue ran its course (the
+ * replies say how). */
+static void
+txn_end(struct xfer *x, const char *terr, unsigned flags)
 {
     struct smtp *s = x->s;
     char r[ERR_MAX];
-    int healthy;
+    int healthy = 0;
 
-    /* A reused connection that broke before MAIL was answered: the message
-     * never left. Again at once; each try prunes a dead connection, so a
-     * few tries reach a fresh one. */
-    if (res != CURLE_OK && x->fail_code == 0 && x->nreplies == 0 && reused &&
-        x->retried <= (int)s->max_conns && !s->closing) {
-        log_debug(&x->m->log, "reused connection failed (%s); again",
-                  curl_easy_strerror(res));
+    /* Broken before anything was answered on a reused connection: the
+     * message never left; again at once (each try leaves a dead
+     * connection behind, so a few reach a fresh one). */
+    if (terr && (flags & TE_RETRY) && x->retried <= (int)s->max_conns &&
+        !s->closing) {
+        log_debug(&x->m->log, "reused connection failed (%s); again", terr);
         x->retried++;
-        x->begun = 0;
-        x->off = 0;
-        x->port = 0;
-        x->last_on_conn = 0;
-        x->cur_len = 0;
+        txn_reset(x);
         queue_push(s, x, 1);
-        return 1;
+        return;
     }
-    healthy = x->begun && x->fail_step != STEP_SESSION && x->fail_code != 421;
-    if (res == CURLE_OK && x->final_code / 100 == 2) {
+    if (!terr && x->final_code / 100 == 2) {
         queue_id(x->final, x->provider_id, sizeof x->provider_id);
         finish(s, x, SEND_OK, x->final);
+        healthy = 1;
     } else if (x->fail_code >= 400 && x->fail_step != STEP_SESSION) {
         snprintf(r, sizeof r, "%s: %s", step_names[x->fail_step], x->fail);
         finish(s, x, x->fail_code >= 500 ? SEND_PERMFAIL : SEND_TEMPFAIL, r);
         if (x->fail_code == 421)
             start_backoff(s, r);
+        else
+            healthy = 1;
     } else if (x->fail_code >= 400) {
         /* Greeting, EHLO, STARTTLS or AUTH refused: the provider's
          * trouble or ours, never the message's. */
         snprintf(r, sizeof r, "session refused: %s", x->fail);
         finish(s, x, SEND_TEMPFAIL, r);
-        healthy = 0;
         start_backoff(s, r);
     } else {
-        snprintf(r, sizeof r, "%s%s%s", curl_easy_strerror(res),
-                 x->errbuf[0] ? ": " : "", x->errbuf);
-        if (res == CURLE_OK)
-            snprintf(r, sizeof r, "no reply to the end of data");
-        /* DATA was answered 354 and every byte handed over: the server
-         * may have the message although it never said so. */
-        x->in_doubt = x->nreplies >= 2 + x->nrcpt && x->off == x->body.len;
+        snprintf(r, sizeof r, "%s", terr ? terr
+                                         : "no reply to the end of data");
+        x->in_doubt = (flags & TE_DOUBT) != 0;
         finish(s, x, SEND_TEMPFAIL, r);
-        if (conn_error(res)) {
-            healthy = 0;
+        if (flags & TE_CONN)
             start_backoff(s, r);
-        }
     }
     if (healthy) {
         s->backoff = s->backoff_min;
         s->probing = 0;
     }
-    return 0;
 }
 
-/* ---- libcurl callbacks ---- */
-
-static size_t
-on_read(char *buf, size_t size, size_t nitems, void *userdata)
-{
-    struct xfer *x = userdata;
-    size_t n = size * nitems, left = x->body.len - x->off;
-
-    if (n > left)
-        n = left;
-    memcpy(buf, x->body.data + x->off, n);
-    x->off += n;
-    return n;
-}
-
-static size_t
-on_header(char *p, size_t size, size_t nitems, void *userdata)
-{
-    struct xfer *x = userdata;
-    size_t n = size * nitems, l = n, t;
-    const char *text;
-
-    while (l && (p[l - 1] == '\n' || p[l - 1] == '\r'))
-        l--;
-    if (l < 3 || p[0] < '1' || p[0] > '5' || p[1] < '0' || p[1] > '9' ||
-        p[2] < '0' || p[2] > '9')
-        return n;
-    text = l > 4 ? p + 4 : "";
-    t = l > 4 ? l - 4 : 0;
-    if (x->cur_len && x->cur_len < sizeof x->cur - 1)
-        x->cur[x->cur_len++] = ' ';
-    if (t > sizeof x->cur - 1 - x->cur_len)
-        t = sizeof x->cur - 1 - x->cur_len;
-    memcpy(x->cur + x->cur_len, text, t);
-    x->cur_len += t;
-    x->cur[x->cur_len] = 0;
-    if (l == 3 || p[3] != '-') {
-        x->cur_code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-        txn_reply(x, x->cur_code, x->cur);
-        x->cur_len = 0;
-        x->cur[0] = 0;
-    }
-    return n;
-}
-
-/* Called once the session is set up (greeting, EHLO, STARTTLS, AUTH) on a
- * new connection, or at once on a reused one: what follows is ours. */
-static int
-on_prereq(void *clientp, char *peer_ip, char *local_ip, int peer_port,
-          int local_port)
-{
-    struct xfer *x = clientp;
-    struct smtp *s = x->s;
-    struct conn *c;
-
-    (void)peer_ip;
-    (void)local_ip;
-    (void)peer_port;
-    x->begun = 1;
-    x->nreplies = 0;
-    x->port = local_port;
-    s->transactions++;
-    if ((c = conn_by_port(s, local_port)) != NULL) {
-        c->msgs++;
-        x->last_on_conn = s->max_per_conn && c->msgs >= s->max_per_conn;
-    }
-    /* Its last transaction: libcurl must not hand the connection to
-     * another transfer (it can, before we hear this one is done). It is
-     * closed once the end of data is answered; see txn_reply. */
-    if (x->last_on_conn)
-        curl_easy_setopt(x->easy, CURLOPT_FORBID_REUSE, 1L);
-    return CURL_PREREQFUNC_OK;
-}
-
-/* ---- libcurl multi on the uv loop ---- */
+/* ---- libcurl multi on the uv loop (both transports) ---- */
 
 static void
 on_sock_closed(uv_handle_t *h)
@@ -748,36 +655,18 @@ on_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-/* ---- transfers ---- */
-
-static CURL *
-easy_new(struct smtp *s)
+/* Options both transports set on a new easy handle. */
+static CURLcode
+easy_common(struct smtp *s, CURL *e)
 {
-    CURL *e = curl_easy_init();
     CURLcode rc = CURLE_OK;
 
-    if (!e)
-        return NULL;
 #define SET(opt, val) \
     do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
     SET(CURLOPT_URL, s->url);
     SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_UPLOAD, 1L);
-    SET(CURLOPT_READFUNCTION, on_read);
-    SET(CURLOPT_HEADERFUNCTION, on_header);
-    SET(CURLOPT_PREREQFUNCTION, on_prereq);
-    SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    SET(CURLOPT_OPENSOCKETDATA, s);
-    SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
-    SET(CURLOPT_CLOSESOCKETDATA, s);
-    /* 7.88's spelling; a refused RCPT is reported, not fatal, when
-     * others were accepted. */
-    SET(CURLOPT_MAIL_RCPT_ALLLOWFAILS, 1L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
-    SET(CURLOPT_TIMEOUT_MS, s->timeout_ms);
-    SET(CURLOPT_SERVER_RESPONSE_TIMEOUT,
-        s->timeout_ms / 1000 > 0 ? s->timeout_ms / 1000 : 1L);
     if (s->username) {
         SET(CURLOPT_USERNAME, s->username);
         SET(CURLOPT_PASSWORD, s->password ? s->password : "");
@@ -801,6 +690,203 @@ easy_new(struct smtp *s)
     }
     if (s->verbose)
         SET(CURLOPT_VERBOSE, 1L);
+#undef SET
+    return rc;
+}
+
+/* ---- transport "libcurl": a transfer per message ---- */
+
+static struct conn *
+conn_by_fd(struct smtp *s, curl_socket_t fd)
+{
+    for (size_t i = 0; i < s->nconns; i++)
+        if (s->conns[i].fd == fd)
+            return &s->conns[i];
+    return NULL;
+}
+
+static struct conn *
+conn_by_port(struct smtp *s, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+
+    for (size_t i = 0; i < s->nconns; i++)
+        if (s->conns[i].port == port)
+            return &s->conns[i];
+    /* A new connection: learn the ports of the sockets not yet known. */
+    for (size_t i = 0; i < s->nconns; i++) {
+        struct conn *c = &s->conns[i];
+        if (c->port)
+            continue;
+        sl = sizeof ss;
+        if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) < 0)
+            continue;
+        if (ss.ss_family == AF_INET)
+            c->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            c->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        if (c->port == port)
+            return c;
+    }
+    return NULL;
+}
+
+/* Close a connection under libcurl without its blocking QUIT exchange
+ * (libcurl 7.88 waits for the 221 inside the loop when it closes a
+ * connection itself): shut the socket down; libcurl then finds it dead. */
+static void
+conn_drop(struct smtp *s, struct conn *c)
+{
+    if (!c || c->fd == CURL_SOCKET_BAD)
+        return;
+    if (s->tls == TLS_OFF)          /* plain text: a polite QUIT first */
+        (void)!send(c->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(c->fd, SHUT_RDWR);
+}
+
+static curl_socket_t
+on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct smtp *s = clientp;
+    curl_socket_t fd;
+
+    (void)purpose;
+    fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    if (s->nconns == s->capconns) {
+        size_t n = s->capconns ? s->capconns * 2 : 16;
+        struct conn *nc = realloc(s->conns, n * sizeof *nc);
+        if (!nc) {
+            close(fd);
+            return CURL_SOCKET_BAD;
+        }
+        s->conns = nc;
+        s->capconns = n;
+    }
+    s->conns[s->nconns++] = (struct conn){ fd, 0, 0 };
+    s->conns_opened++;
+    return fd;
+}
+
+static int
+on_close_socket(void *clientp, curl_socket_t fd)
+{
+    struct smtp *s = clientp;
+    struct conn *c = conn_by_fd(s, fd);
+
+    if (c)
+        *c = s->conns[--s->nconns];
+    return close(fd);
+}
+
+static size_t
+on_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    struct xfer *x = userdata;
+    size_t n = size * nitems, left = x->body.len - x->off;
+
+    if (n > left)
+        n = left;
+    memcpy(buf, x->body.data + x->off, n);
+    x->off += n;
+    return n;
+}
+
+/* Every reply line of the transfer. Replies before on_prereq belong to
+ * the session; after it they answer MAIL, each RCPT, DATA, the end. */
+static size_t
+on_header(char *p, size_t size, size_t nitems, void *userdata)
+{
+    struct xfer *x = userdata;
+    struct smtp *s = x->s;
+    size_t n = size * nitems;
+    enum step st = STEP_SESSION;
+    int code;
+
+    code = reply_line(p, n, &x->cur_code, x->cur, &x->cur_len, sizeof x->cur);
+    if (code <= 0)
+        return n;
+    if (x->begun) {
+        unsigned k = ++x->nreplies;
+        st = k == 1 ? STEP_MAIL : k <= 1 + x->nrcpt ? STEP_RCPT
+             : k == 2 + x->nrcpt ? STEP_DATA : STEP_END;
+    }
+    txn_reply(x, st, code, x->cur);
+    x->cur_len = 0;
+    /* A transaction refused before the data ends its connection: libcurl
+     * closes it with a QUIT and blocks the loop for the answer; cut it
+     * short instead. (A refused recipient among accepted ones does not end
+     * the transaction; a refusal of the data itself leaves the connection
+     * usable, and libcurl keeps it.) 421 means the server is closing. The
+     * last transaction allowed on a connection closes it the same way. */
+    if (x->begun &&
+        ((code >= 400 &&
+          (code == 421 || st == STEP_MAIL || st == STEP_DATA ||
+           (st == STEP_RCPT && x->nreplies == 1 + x->nrcpt && !x->rcpt_ok))) ||
+         (st == STEP_END && x->last_on_conn)))
+        conn_drop(s, conn_by_port(s, x->port));
+    return n;
+}
+
+/* Called once the session is set up (greeting, EHLO, STARTTLS, AUTH) on a
+ * new connection, or at once on a reused one: what follows is ours. */
+static int
+on_prereq(void *clientp, char *peer_ip, char *local_ip, int peer_port,
+          int local_port)
+{
+    struct xfer *x = clientp;
+    struct smtp *s = x->s;
+    struct conn *c;
+
+    (void)peer_ip;
+    (void)local_ip;
+    (void)peer_port;
+    x->begun = 1;
+    x->nreplies = 0;
+    x->port = local_port;
+    s->transactions++;
+    if ((c = conn_by_port(s, local_port)) != NULL) {
+        c->msgs++;
+        x->last_on_conn = s->max_per_conn && c->msgs >= s->max_per_conn;
+    }
+    /* Its last transaction: libcurl must not hand the connection to
+     * another transfer (it can, before we hear this one is done). */
+    if (x->last_on_conn)
+        curl_easy_setopt(x->easy, CURLOPT_FORBID_REUSE, 1L);
+    return CURL_PREREQFUNC_OK;
+}
+
+static CURL *
+easy_new(struct smtp *s)
+{
+    CURL *e = curl_easy_init();
+    CURLcode rc;
+
+    if (!e)
+        return NULL;
+    rc = easy_common(s, e);
+#define SET(opt, val) \
+    do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
+    SET(CURLOPT_UPLOAD, 1L);
+    SET(CURLOPT_READFUNCTION, on_read);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    SET(CURLOPT_OPENSOCKETDATA, s);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    SET(CURLOPT_CLOSESOCKETDATA, s);
+    /* 7.88's spelling; a refused RCPT is reported, not fatal, when
+     * others were accepted. */
+    SET(CURLOPT_MAIL_RCPT_ALLLOWFAILS, 1L);
+    SET(CURLOPT_TIMEOUT_MS, s->connect_timeout_ms + s->timeout_ms);
+    /* Also bounds how long libcurl 7.88 blocks the loop waiting for the
+     * reply to the end of data. */
+    SET(CURLOPT_SERVER_RESPONSE_TIMEOUT,
+        s->timeout_ms / 1000 > 0 ? s->timeout_ms / 1000 : 1L);
+    SET(CURLOPT_MAXAGE_CONN, s->idle_timeout_ms / 1000 > 0
+                             ? s->idle_timeout_ms / 1000 : 1L);
 #undef SET
     if (rc != CURLE_OK) {
         log_error(&s->ch->log, "libcurl option: %s", curl_easy_strerror(rc));
@@ -864,6 +950,613 @@ xfer_detach(struct smtp *s, struct xfer *x)
     s->nrunning--;
 }
 
+static int
+conn_error(CURLcode res)
+{
+    switch (res) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_LOGIN_DENIED:
+    case CURLE_WEIRD_SERVER_REPLY:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void
+xfer_done(struct smtp *s, struct xfer *x, CURLcode res)
+{
+    char terr[ERR_MAX];
+    unsigned flags = 0;
+    long nconn = 0;
+
+    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn);
+    xfer_detach(s, x);
+    if (res == CURLE_OK) {
+        txn_end(x, NULL, 0);
+        return;
+    }
+    snprintf(terr, sizeof terr, "%s%s%s", curl_easy_strerror(res),
+             x->errbuf[0] ? ": " : "", x->errbuf);
+    if (conn_error(res))
+        flags |= TE_CONN;
+    if (x->fail_code == 0 && x->nreplies == 0 && nconn == 0)
+        flags |= TE_RETRY;
+    /* DATA was answered 354 and every byte handed over: the server may
+     * have the message although it never said so. */
+    if (x->nreplies >= 2 + x->nrcpt && x->off == x->body.len)
+        flags |= TE_DOUBT;
+    txn_end(x, terr, flags);
+}
+
+/* ---- transport "pipelined": our transactions on libcurl's sessions ---- */
+
+static void
+on_sess_closed(uv_handle_t *h)
+{
+    struct sess *ss = h->data;
+    struct smtp *s = ss->s;
+
+    if (--ss->closes > 0)
+        return;
+    /* Both handles are closed: now libcurl may close the socket. */
+    curl_multi_remove_handle(s->multi, ss->easy);
+    curl_easy_cleanup(ss->easy);
+    buf_free(&ss->out);
+    buf_free(&ss->more);
+    if (ss->prev)
+        ss->prev->next = ss->next;
+    else
+        s->sessions = ss->next;
+    if (ss->next)
+        ss->next->prev = ss->prev;
+    s->nsess--;
+    s->nhandles--;
+    free(ss);
+    if (s->closing)
+        later(s);
+    else
+        kick(s);
+}
+
+/* Close the session; its transaction (if any) must be ended already. */
+static void
+sess_close(struct sess *ss, int quit)
+{
+    size_t n;
+
+    if (ss->state == SS_CLOSING)
+        return;
+    if (quit && ss->polling && !ss->again)
+        curl_easy_send(ss->easy, "QUIT\r\n", 6, &n);
+    ss->state = SS_CLOSING;
+    ss->closes = 1 + ss->polling;
+    uv_close((uv_handle_t *)&ss->timer, on_sess_closed);
+    if (ss->polling)
+        uv_close((uv_handle_t *)&ss->poll, on_sess_closed);
+}
+
+/* The connection failed: end its transaction with err, close it. */
+static void
+sess_fail(struct sess *ss, const char *err)
+{
+    struct smtp *s = ss->s;
+    struct xfer *x = ss->x;
+    unsigned flags = TE_CONN;
+
+    if (ss->state == SS_CLOSING)
+        return;
+    log_debug(&s->ch->log, "connection lost: %s", err);
+    ss->x = NULL;
+    if (x) {
+        x->sess = NULL;
+        s->nrunning--;
+        if (x->nreplies == 0 && ss->msgs > 1 && x->begun)
+            flags |= TE_RETRY;
+        if (ss->eob_sent)
+            flags |= TE_DOUBT;
+        txn_end(x, err, flags);
+    }
+    sess_close(ss, 0);
+}
+
+static void sess_flush(struct sess *ss);
+
+/* Queue bytes for the server; while a write waits (TLS needs the same
+ * buffer again) they go to the second buffer. */
+static int
+sess_put(struct sess *ss, const char *p, size_t n)
+{
+    return buf_append(ss->again ? &ss->more : &ss->out, p, n);
+}
+
+static int
+sess_cmd(struct sess *ss, enum step st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+sess_cmd(struct sess *ss, enum step st, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    if (ss->nexp == EXPECT_MAX)
+        return GW_ETOOBIG;
+    va_start(ap, fmt);
+    rc = buf_vprintf(ss->again ? &ss->more : &ss->out, fmt, ap);
+    va_end(ap);
+    if (rc == 0)
+        ss->expect[(ss->exp_head + ss->nexp++) % EXPECT_MAX] = st;
+    return rc;
+}
+
+/* The body, dot-stuffed (RFC 5321 4.5.2), then the end of data. */
+static int
+sess_put_body(struct sess *ss, const struct buf *b)
+{
+    const char *p = b->data, *end = b->data + b->len, *q;
+    int rc = 0;
+
+    if (p < end && *p == '.')
+        rc = sess_put(ss, ".", 1);
+    /* Our MIME bytes have no line starting with '.': one copy. */
+    while (rc == 0 && p < end) {
+        q = memmem(p, (size_t)(end - p), "\n.", 2);
+        size_t n = q ? (size_t)(q - p) + 1 : (size_t)(end - p);
+        rc = sess_put(ss, p, n);
+        p += n;
+        if (rc == 0 && q)
+            rc = sess_put(ss, ".", 1);
+    }
+    if (rc == 0 && (b->len < 2 || end[-2] != '\r' || end[-1] != '\n'))
+        rc = sess_put(ss, "\r\n", 2);
+    if (rc == 0 && (rc = sess_put(ss, ".\r\n", 3)) == 0) {
+        ss->expect[(ss->exp_head + ss->nexp++) % EXPECT_MAX] = STEP_END;
+        ss->eob_queued = 1;
+    }
+    return rc;
+}
+
+static void
+on_sess_timeout(uv_timer_t *t)
+{
+    struct sess *ss = t->data;
+    char err[200];
+
+    if (ss->state == SS_IDLE) {         /* unused for a while: goodbye */
+        sess_close(ss, 1);
+        return;
+    }
+    snprintf(err, sizeof err, "no reply to %s within %ld ms",
+             ss->nexp ? step_names[ss->expect[ss->exp_head]] : "?",
+             ss->s->timeout_ms);
+    sess_fail(ss, err);
+}
+
+static void on_sess_poll(uv_poll_t *p, int status, int events);
+
+static void
+sess_want(struct sess *ss, int events)
+{
+    if (ss->state == SS_CLOSING || !ss->polling || events == ss->events)
+        return;
+    ss->events = events;
+    uv_poll_start(&ss->poll, events, on_sess_poll);
+}
+
+static void
+sess_flush(struct sess *ss)
+{
+    size_t n;
+    CURLcode rc;
+
+    while (ss->state != SS_CLOSING) {
+        if (ss->out_off == ss->out.len) {
+            struct buf t;
+            buf_reset(&ss->out);
+            ss->out_off = 0;
+            ss->again = 0;
+            if (ss->more.len == 0) {
+                /* All written: the end of data, if queued, went out. */
+                ss->eob_sent = ss->eob_queued;
+                break;
+            }
+            t = ss->out;
+            ss->out = ss->more;
+            ss->more = t;
+            continue;
+        }
+        rc = curl_easy_send(ss->easy, ss->out.data + ss->out_off,
+                            ss->out.len - ss->out_off, &n);
+        if (rc == CURLE_AGAIN) {
+            ss->again = 1;
+            break;
+        }
+        if (rc != CURLE_OK) {
+            sess_fail(ss, curl_easy_strerror(rc));
+            return;
+        }
+        ss->out_off += n;
+    }
+    if (ss->state != SS_CLOSING)
+        sess_want(ss, UV_READABLE | (ss->again ? UV_WRITABLE : 0));
+}
+
+static void sess_idle(struct sess *ss);
+
+/* Begin x on the session: MAIL, RCPT, DATA -- one write when the server
+ * pipelines, else MAIL alone and the rest as the replies come. */
+static void
+sess_begin(struct sess *ss, struct xfer *x)
+{
+    struct smtp *s = ss->s;
+    char size[40] = "";
+    int rc;
+
+    ss->x = x;
+    x->sess = ss;
+    x->begun = 1;
+    x->nreplies = 0;
+    ss->state = SS_BUSY;
+    ss->msgs++;
+    ss->rcpt_next = 0;
+    ss->eob_queued = ss->eob_sent = 0;
+    s->transactions++;
+    if (ss->size_ext)
+        snprintf(size, sizeof size, " SIZE=%zu", x->body.len);
+    rc = sess_cmd(ss, STEP_MAIL, "MAIL FROM:%s%s\r\n", x->mail_from, size);
+    if (ss->pipelining) {
+        for (struct curl_slist *r = x->rcpt; r && rc == 0; r = r->next) {
+            rc = sess_cmd(ss, STEP_RCPT, "RCPT TO:%s\r\n", r->data);
+            ss->rcpt_next++;
+        }
+        if (rc == 0)
+            rc = sess_cmd(ss, STEP_DATA, "DATA\r\n");
+    }
+    if (rc < 0) {
+        sess_fail(ss, gw_strerror(rc));
+        return;
+    }
+    uv_timer_start(&ss->timer, on_sess_timeout, (uint64_t)s->timeout_ms, 0);
+    sess_flush(ss);
+}
+
+/* The transaction is over (its outcome taken); the session goes on. */
+static void
+sess_txn_over(struct sess *ss)
+{
+    struct smtp *s = ss->s;
+    struct xfer *x = ss->x;
+
+    ss->x = NULL;
+    if (x) {
+        x->sess = NULL;
+        s->nrunning--;
+        txn_end(x, NULL, 0);
+    }
+}
+
+static void
+sess_idle(struct sess *ss)
+{
+    struct smtp *s = ss->s;
+
+    if (ss->state == SS_CLOSING)
+        return;
+    if (s->closing || (s->max_per_conn && ss->msgs >= s->max_per_conn)) {
+        sess_close(ss, 1);
+        return;
+    }
+    ss->state = SS_IDLE;
+    uv_timer_start(&ss->timer, on_sess_timeout,
+                   (uint64_t)s->idle_timeout_ms, 0);
+    kick(s);
+}
+
+/* A transaction that cannot go on: its outcome is the refusal already
+ * recorded; RSET clears the server's state before the next one. */
+static void
+sess_abandon(struct sess *ss)
+{
+    sess_txn_over(ss);
+    if (ss->state == SS_CLOSING)
+        return;
+    if (sess_cmd(ss, STEP_RSET, "RSET\r\n") < 0) {
+        sess_close(ss, 0);
+        return;
+    }
+    sess_flush(ss);
+}
+
+static void
+sess_reply(struct sess *ss, int code, const char *text)
+{
+    struct smtp *s = ss->s;
+    struct xfer *x = ss->x;
+    enum step st;
+
+    if (ss->nexp == 0) {
+        /* Unasked: a 421 before closing, or noise. */
+        log_debug(&s->ch->log, "unexpected reply %d %s", code, text);
+        if (code == 421)
+            sess_close(ss, 0);
+        return;
+    }
+    st = ss->expect[ss->exp_head];
+    ss->exp_head = (ss->exp_head + 1) % EXPECT_MAX;
+    ss->nexp--;
+    if (st == STEP_RSET || st == STEP_QUIT || st == STEP_DOT) {
+        s->replies[code / 100 < 6 ? code / 100 : 0]++;
+        if (st == STEP_RSET) {
+            if (code / 100 == 2)
+                sess_idle(ss);
+            else
+                sess_close(ss, 1);
+        }
+        return;
+    }
+    if (!x)
+        return;
+    x->nreplies++;
+    txn_reply(x, st, code, text);
+    if (code == 421) {                  /* the server is going away */
+        ss->x = NULL;
+        x->sess = NULL;
+        s->nrunning--;
+        txn_end(x, NULL, 0);
+        sess_close(ss, 0);
+        return;
+    }
+    switch (st) {
+    case STEP_MAIL:
+        if (ss->pipelining)
+            break;
+        if (code >= 400)
+            sess_abandon(ss);
+        else if (sess_cmd(ss, STEP_RCPT, "RCPT TO:%s\r\n",
+                          x->rcpt->data) == 0) {
+            ss->rcpt_next = 1;
+            sess_flush(ss);
+        }
+        break;
+    case STEP_RCPT:
+        if (ss->pipelining)
+            break;
+        if (ss->rcpt_next < x->nrcpt) {
+            struct curl_slist *r = x->rcpt;
+            for (unsigned i = 0; i < ss->rcpt_next; i++)
+                r = r->next;
+            ss->rcpt_next++;
+            if (sess_cmd(ss, STEP_RCPT, "RCPT TO:%s\r\n", r->data) == 0)
+                sess_flush(ss);
+        } else if (!x->rcpt_ok) {
+            sess_abandon(ss);
+        } else if (sess_cmd(ss, STEP_DATA, "DATA\r\n") == 0) {
+            sess_flush(ss);
+        }
+        break;
+    case STEP_DATA:
+        if (code != 354) {
+            sess_abandon(ss);
+        } else if (!x->mail_ok || !x->rcpt_ok) {
+            /* Pipelined, nothing valid, yet the server wants the data:
+             * give it an empty message and take it back. */
+            ss->expect[(ss->exp_head + ss->nexp++) % EXPECT_MAX] = STEP_DOT;
+            if (sess_put(ss, ".\r\n", 3) == 0)
+                sess_abandon(ss);
+        } else if (sess_put_body(ss, &x->body) == 0) {
+            sess_flush(ss);
+        } else {
+            sess_fail(ss, "out of memory");
+        }
+        break;
+    case STEP_END:
+        sess_txn_over(ss);
+        sess_idle(ss);
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+sess_read(struct sess *ss)
+{
+    while (ss->state != SS_CLOSING) {
+        size_t n = 0, start = 0;
+        CURLcode rc = curl_easy_recv(ss->easy, ss->in + ss->in_len,
+                                     sizeof ss->in - ss->in_len, &n);
+        if (rc == CURLE_AGAIN)
+            return;
+        if (rc != CURLE_OK) {
+            sess_fail(ss, curl_easy_strerror(rc));
+            return;
+        }
+        if (n == 0) {
+            sess_fail(ss, ss->state == SS_IDLE ? "closed by the server "
+                      "while idle" : "connection closed by the server");
+            return;
+        }
+        ss->in_len += n;
+        for (size_t i = 0; i < ss->in_len && ss->state != SS_CLOSING; i++) {
+            int code;
+            if (ss->in[i] != '\n')
+                continue;
+            code = reply_line(ss->in + start, i + 1 - start, &ss->cur_code,
+                              ss->cur, &ss->cur_len, sizeof ss->cur);
+            start = i + 1;
+            if (code < 0) {
+                sess_fail(ss, "not an SMTP reply");
+                return;
+            }
+            if (code > 0) {
+                ss->cur_len = 0;
+                sess_reply(ss, code, ss->cur);
+            }
+        }
+        if (ss->state == SS_CLOSING)
+            return;
+        memmove(ss->in, ss->in + start, ss->in_len - start);
+        ss->in_len -= start;
+        if (ss->in_len == sizeof ss->in) {
+            sess_fail(ss, "reply line too long");
+            return;
+        }
+    }
+}
+
+static void
+on_sess_poll(uv_poll_t *p, int status, int events)
+{
+    struct sess *ss = p->data;
+
+    if (status < 0) {
+        sess_fail(ss, uv_strerror(status));
+        return;
+    }
+    if (events & UV_WRITABLE)
+        sess_flush(ss);
+    if ((events & UV_READABLE) && ss->state != SS_CLOSING)
+        sess_read(ss);
+}
+
+/* Session set-up replies: the capabilities, or why it was refused. */
+static size_t
+on_sess_header(char *p, size_t size, size_t nitems, void *userdata)
+{
+    struct sess *ss = userdata;
+    size_t n = size * nitems, l = n;
+    int code;
+
+    while (l && (p[l - 1] == '\n' || p[l - 1] == '\r'))
+        l--;
+    if (l >= 4 && memcmp(p, "220", 3) == 0)
+        ss->pipelining = ss->size_ext = 0;  /* EHLO (again) follows */
+    if (l >= 4 && memcmp(p, "250", 3) == 0) {
+        if (l == 14 && strncasecmp(p + 4, "PIPELINING", 10) == 0)
+            ss->pipelining = 1;
+        if (l >= 8 && strncasecmp(p + 4, "SIZE", 4) == 0 &&
+            (l == 8 || p[8] == ' '))
+            ss->size_ext = 1;
+    }
+    code = reply_line(p, n, &ss->cur_code, ss->cur, &ss->cur_len,
+                      sizeof ss->cur);
+    if (code <= 0)
+        return n;
+    ss->cur_len = 0;
+    if (ss->x)
+        txn_reply(ss->x, STEP_SESSION, code, ss->cur);
+    return n;
+}
+
+static int
+sess_new(struct smtp *s, struct xfer *x)
+{
+    struct sess *ss = calloc(1, sizeof *ss);
+    CURLcode rc;
+
+    if (!ss)
+        return -ENOMEM;
+    if ((ss->easy = curl_easy_init()) == NULL) {
+        free(ss);
+        return -ENOMEM;
+    }
+    ss->kind = OWN_SESS;
+    ss->s = s;
+    ss->fd = CURL_SOCKET_BAD;
+    ss->x = x;
+    x->sess = ss;
+    buf_init(&ss->out, 0);
+    buf_init(&ss->more, 0);
+    rc = easy_common(s, ss->easy);
+#define SET(opt, val) \
+    do { if (rc == CURLE_OK) rc = curl_easy_setopt(ss->easy, opt, val); } \
+    while (0)
+    SET(CURLOPT_CONNECT_ONLY, 1L);
+    SET(CURLOPT_HEADERFUNCTION, on_sess_header);
+    SET(CURLOPT_HEADERDATA, ss);
+    SET(CURLOPT_PRIVATE, ss);
+    SET(CURLOPT_ERRORBUFFER, ss->errbuf);
+    SET(CURLOPT_TIMEOUT_MS, s->connect_timeout_ms);
+    SET(CURLOPT_SERVER_RESPONSE_TIMEOUT,
+        s->connect_timeout_ms / 1000 > 0 ? s->connect_timeout_ms / 1000 : 1L);
+#undef SET
+    if (rc != CURLE_OK || curl_multi_add_handle(s->multi, ss->easy) !=
+                              CURLM_OK) {
+        log_error(&s->ch->log, "libcurl: %s", curl_easy_strerror(rc));
+        curl_easy_cleanup(ss->easy);
+        buf_free(&ss->out);
+        buf_free(&ss->more);
+        x->sess = NULL;
+        free(ss);
+        return GW_ESTATE;
+    }
+    uv_timer_init(s->ch->loop, &ss->timer);
+    ss->timer.data = ss;
+    ss->next = s->sessions;
+    if (s->sessions)
+        s->sessions->prev = ss;
+    s->sessions = ss;
+    s->nsess++;
+    s->nhandles++;          /* the session counts as one until freed */
+    s->nrunning++;          /* its message is under way */
+    s->conns_opened++;
+    return 0;
+}
+
+/* libcurl is done setting the session up (or failed to). */
+static void
+sess_connected(struct smtp *s, struct sess *ss, CURLcode res)
+{
+    struct xfer *x = ss->x;
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    char err[ERR_MAX];
+
+    if (ss->state == SS_CLOSING)        /* cancelled meanwhile */
+        return;
+    if (res == CURLE_OK &&
+        (curl_easy_getinfo(ss->easy, CURLINFO_ACTIVESOCKET, &fd) !=
+             CURLE_OK || fd == CURL_SOCKET_BAD))
+        res = CURLE_COULDNT_CONNECT;
+    if (res == CURLE_OK &&
+        uv_poll_init_socket(s->ch->loop, &ss->poll, fd) < 0)
+        res = CURLE_COULDNT_CONNECT;
+    if (res != CURLE_OK) {
+        snprintf(err, sizeof err, "%s%s%s", curl_easy_strerror(res),
+                 ss->errbuf[0] ? ": " : "", ss->errbuf);
+        sess_fail(ss, err);
+        return;
+    }
+    ss->fd = fd;
+    ss->poll.data = ss;
+    ss->polling = 1;
+    ss->events = 0;
+    log_debug(&s->ch->log, "connected: pipelining %s, size %s",
+              ss->pipelining ? "yes" : "no", ss->size_ext ? "yes" : "no");
+    if (x && !s->closing) {
+        sess_begin(ss, x);
+    } else {
+        if (x) {                        /* closing: hand it back */
+            ss->x = NULL;
+            x->sess = NULL;
+            s->nrunning--;
+            finish(s, x, SEND_TEMPFAIL, "shutdown: not sent");
+        }
+        sess_want(ss, UV_READABLE);
+        sess_idle(ss);
+    }
+}
+
+/* ---- both ---- */
+
 static void
 check_done(struct smtp *s)
 {
@@ -872,17 +1565,15 @@ check_done(struct smtp *s)
 
     while (s->multi && (msg = curl_multi_info_read(s->multi, &left))) {
         CURLcode res = msg->data.result;
-        struct xfer *x;
-        long nconn = 0;
         char *priv;
 
         if (msg->msg != CURLMSG_DONE)
             continue;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-        x = (struct xfer *)priv;
-        curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn);
-        xfer_detach(s, x);
-        txn_end(x, res, nconn == 0);
+        if (*(enum owner *)(void *)priv == OWN_SESS)
+            sess_connected(s, (struct sess *)(void *)priv, res);
+        else
+            xfer_done(s, (struct xfer *)(void *)priv, res);
     }
     kick(s);
 }
@@ -895,10 +1586,28 @@ kick(struct smtp *s)
     struct xfer *x;
     int rc;
 
-    while (!s->paused && !s->closing && s->nrunning < limit &&
-           (x = queue_pop(s)) != NULL) {
-        if ((rc = xfer_start(s, x)) < 0)
-            finish(s, x, SEND_TEMPFAIL, gw_strerror(rc));
+    if (s->closing || s->paused)
+        return;
+    if (!s->pipelined) {
+        while (s->nrunning < limit && (x = queue_pop(s)) != NULL)
+            if ((rc = xfer_start(s, x)) < 0)
+                finish(s, x, SEND_TEMPFAIL, gw_strerror(rc));
+        return;
+    }
+    while (s->qhead && s->nrunning < limit && !s->paused) {
+        struct sess *ss;
+        for (ss = s->sessions; ss && ss->state != SS_IDLE; ss = ss->next)
+            ;
+        if (ss) {
+            s->nrunning++;
+            sess_begin(ss, queue_pop(s));
+        } else if (s->nsess < s->max_conns) {
+            x = queue_pop(s);
+            if ((rc = sess_new(s, x)) < 0)
+                finish(s, x, SEND_TEMPFAIL, gw_strerror(rc));
+        } else {
+            break;
+        }
     }
 }
 
@@ -908,7 +1617,7 @@ on_pause_end(uv_timer_t *t)
     struct smtp *s = t->data;
 
     s->paused = 0;
-    s->probing = 1;         /* one transfer until one goes through */
+    s->probing = 1;         /* one transaction until one goes through */
     kick(s);
 }
 
@@ -926,6 +1635,18 @@ on_grace_end(uv_timer_t *t)
         xfer_detach(s, x);
         finish(s, x, SEND_TEMPFAIL, "shutdown: cancelled");
     }
+    for (struct sess *ss = s->sessions; ss; ss = ss->next) {
+        struct xfer *x = ss->x;
+        if (ss->state == SS_CLOSING)
+            continue;
+        if (x) {
+            ss->x = NULL;
+            x->sess = NULL;
+            s->nrunning--;
+            finish(s, x, SEND_TEMPFAIL, "shutdown: cancelled");
+        }
+        sess_close(ss, 0);
+    }
 }
 
 static void
@@ -941,8 +1662,14 @@ on_later(uv_timer_t *t)
         report(s, x);
     }
     kick(s);
-    if (s->closing && !s->nrunning && !s->qhead && !s->dhead && !s->torn)
-        teardown(s);
+    if (s->closing && !s->nrunning && !s->qhead && !s->dhead && !s->torn) {
+        /* Idle sessions say goodbye; teardown once they are gone. */
+        for (struct sess *ss = s->sessions; ss; ss = ss->next)
+            if (ss->state == SS_IDLE)
+                sess_close(ss, 1);
+        if (!s->sessions)
+            teardown(s);
+    }
 }
 
 /* ---- the channel ---- */
@@ -997,7 +1724,7 @@ teardown(struct smtp *s)
                 shutdown(s->conns[i].fd, SHUT_RDWR);
         while (s->npool)
             curl_easy_cleanup(s->pool[--s->npool]);
-        /* Sends QUIT on the idle connections and closes them. */
+        /* Sends QUIT on libcurl's idle connections and closes them. */
         curl_multi_cleanup(s->multi);
         s->multi = NULL;
         while (s->socks)
@@ -1055,9 +1782,7 @@ conf_url(struct channel *ch, struct smtp *s, const char *url,
     }
     if (helo) {
         char reason[200];
-        if (mime_check_addr("x@example.org", "helo", reason,
-                            sizeof reason) < 0 ||
-            strlen(helo) > 255 ||
+        if (strlen(helo) > 255 ||
             mime_check_text(helo, strlen(helo), "helo", reason,
                             sizeof reason) < 0 ||
             strpbrk(helo, " /?#@<>[]\\\"")) {
@@ -1141,6 +1866,7 @@ smtp_open(struct channel *ch, const struct conf_provider *conf)
     s->ch = ch;
     s->tls = strcmp(tls, "required") == 0 ? TLS_REQUIRED
              : strcmp(tls, "opportunistic") == 0 ? TLS_TRY : TLS_OFF;
+    s->pipelined = strcmp(conf_str(conf, "transport"), "pipelined") == 0;
     s->username = conf_str(conf, "username");
     s->password = conf_str(conf, "password");
     s->ca_file = conf_str(conf, "ca_file");
@@ -1149,6 +1875,7 @@ smtp_open(struct channel *ch, const struct conf_provider *conf)
     s->max_per_conn = (unsigned)conf_int(conf, "max_messages_per_connection");
     s->connect_timeout_ms = (long)conf_int(conf, "connect_timeout_ms");
     s->timeout_ms = (long)conf_int(conf, "timeout_ms");
+    s->idle_timeout_ms = (long)conf_int(conf, "idle_timeout_ms");
     s->backoff_min = s->backoff = (uint64_t)conf_int(conf, "backoff_ms");
     s->backoff_max = (uint64_t)conf_int(conf, "backoff_max_ms");
     s->queue_timeout = (uint64_t)conf_int(conf, "queue_timeout_ms");
@@ -1218,8 +1945,9 @@ smtp_open(struct channel *ch, const struct conf_provider *conf)
     s->timer.data = s->later.data = s->pause.data = s;
     s->nhandles = 3;
     ch->priv = s;
-    log_info(&ch->log, "provider %s: %s, tls %s, %u connections, %u "
-             "messages each", conf->name, s->url, tls, s->max_conns,
+    log_info(&ch->log, "provider %s: %s, tls %s, %s transport, %u "
+             "connections, %u messages each", conf->name, s->url, tls,
+             s->pipelined ? "pipelined" : "libcurl", s->max_conns,
              s->max_per_conn);
     return 0;
 fail:
@@ -1303,6 +2031,7 @@ smtp_send(struct channel *ch, struct message *m, channel_done_cb *cb,
         return GW_ESTATE;
     if ((x = calloc(1, sizeof *x)) == NULL)
         return -ENOMEM;
+    x->kind = OWN_XFER;
     x->s = s;
     x->m = m;
     x->cb = cb;
@@ -1337,8 +2066,8 @@ smtp_close(struct channel *ch)
     while ((x = queue_pop(s)) != NULL)
         finish(s, x, SEND_TEMPFAIL, "shutdown: not sent");
     if (s->nrunning) {
-        log_info(&ch->log, "closing: %u transfers to finish within %llu ms",
-                 s->nrunning, (unsigned long long)s->grace_ms);
+        log_info(&ch->log, "closing: %u transactions to finish within %llu "
+                 "ms", s->nrunning, (unsigned long long)s->grace_ms);
         uv_timer_start(&s->pause, on_grace_end, s->grace_ms, 0);
     }
     later(s);

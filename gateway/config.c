@@ -36,6 +36,7 @@ static const char *const in_doubt_choices[] = { "resend", "hold", NULL };
 /* The backends and their key tables (defined next to each backend). */
 extern const struct conf_key outbox_conf_keys[];
 extern const struct conf_key smtp_conf_keys[];
+extern const struct conf_key smpp_conf_keys[];
 
 static const struct {
     const char            *type;
@@ -43,6 +44,7 @@ static const struct {
 } backends[] = {
     { "outbox", outbox_conf_keys },
     { "smtp", smtp_conf_keys },
+    { "smpp", smpp_conf_keys },
 };
 #define NBACKENDS (sizeof backends / sizeof backends[0])
 

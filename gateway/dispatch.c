@@ -30,12 +30,13 @@ struct dmsg {
     int64_t         expires, send_at;
     char           *ledger, *ckey, *parked;
     struct message  m;
-    struct tref    *tr;         /* the template set it was rendered from */
+    struct tref    *tr;         /* the template set it was rendered from
+                                   (its images are sent from there) */
+    char           *rendered;   /* the rendered parts, one block */
     const char     *body;       /* a system message's text (no template) */
     int             system;     /* a reply we owe (STOP confirmation):
                                    never suppressed */
     char           *address;    /* normalised, as in the suppress sets */
-    struct tpl_out *out;        /* its rendered content */
     struct content_image images[TPL_MAX_IMAGES];
     char            logctx[160];
     /* the outcome */
@@ -48,6 +49,8 @@ struct dmsg {
 
 struct dispatch {
     GHashTable  *vars;          /* campaign id -> json_t vars (or null) */
+    struct tpl_out out;         /* reused by every render: no allocation
+                                   once warm, and its zone cache lives */
     unsigned     inflight;      /* dmsgs alive */
     struct dmsg *done[CH_COUNT];    /* outcomes waiting for finish */
     size_t       ndone[CH_COUNT];
@@ -69,10 +72,7 @@ dmsg_free(struct dmsg *d)
     json_decref(d->doc);
     json_decref(d->vars);
     tref_put(d->tr);
-    if (d->out) {
-        tpl_out_free(d->out);
-        free(d->out);
-    }
+    free(d->rendered);
     g_free(d->ledger);
     g_free(d->ckey);
     g_free(d->parked);
@@ -89,6 +89,7 @@ dispatch_init(struct gw *g)
         return -1;
     g->dp->vars = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                         (GDestroyNotify)json_decref);
+    tpl_out_init(&g->dp->out, 0);
     return 0;
 }
 
@@ -98,6 +99,7 @@ dispatch_free(struct gw *g)
     if (!g->dp)
         return;
     g_hash_table_destroy(g->dp->vars);
+    tpl_out_free(&g->dp->out);
     free(g->dp);
     g->dp = NULL;
 }
@@ -261,15 +263,40 @@ on_sent(struct message *m, const struct send_outcome *o, void *arg)
     outcome(d, ST_DEFERRED, o->reply);
 }
 
-static const char *
-str_or_null(const struct buf *b, size_t *len)
+/* Copy the rendered parts out of the shared tpl_out into one block the
+ * message owns while the channel works on it. */
+static void
+keep_parts(struct dmsg *d, const struct tpl_out *o)
 {
-    *len = b->len;
-    return b->len ? b->data : NULL;
+    const struct buf *parts[] = { &o->subject, &o->html, &o->text, &o->sms,
+                                  &o->fax };
+    const char **dst[] = { &d->m.content.subject, &d->m.content.html,
+                           &d->m.content.text, &d->m.content.sms,
+                           &d->m.content.fax };
+    size_t *lens[] = { &d->m.content.subject_len, &d->m.content.html_len,
+                       &d->m.content.text_len, &d->m.content.sms_len,
+                       &d->m.content.fax_len };
+    size_t total = 0;
+    char *p;
+
+    for (size_t i = 0; i < 5; i++)
+        total += parts[i]->len + 1;
+    if ((p = d->rendered = malloc(total)) == NULL)
+        fatal("out of memory");
+    for (size_t i = 0; i < 5; i++) {
+        *lens[i] = parts[i]->len;
+        if (parts[i]->len == 0) {
+            *dst[i] = NULL;
+            continue;
+        }
+        memcpy(p, parts[i]->data, parts[i]->len);
+        p[parts[i]->len] = 0;
+        *dst[i] = p;
+        p += parts[i]->len + 1;
+    }
 }
 
-/* Render the message's template into d->out and point d->m.content at
- * it. A render failure (strict miss, CR/LF in the subject) is permanent
+/* Render the message's template and point d->m.content at the result. A render failure (strict miss, CR/LF in the subject) is permanent
  * for this message; a set not loaded yet (Redis away) is retried. */
 static int
 render(struct dmsg *d)
@@ -287,6 +314,11 @@ render(struct dmsg *d)
     d->m.to_name = json_string_value(json_object_get(d->m.recipient,
                                                      "name"));
     d->m.deadline_ms = d->expires;
+    /* Checked at intake; again here because it goes into a header. */
+    if (d->m.to_name && strpbrk(d->m.to_name, "\r\n")) {
+        outcome(d, ST_FAILED, "recipient.name: contains CR or LF");
+        return -1;
+    }
     if (d->body) {
         /* A system message (e.g. the answer to STOP): text as given. */
         if (d->ch == CH_SMS) {
@@ -308,11 +340,6 @@ render(struct dmsg *d)
         outcome(d, ST_FAILED, err);
         return -1;
     }
-    if (!d->out) {
-        if ((d->out = malloc(sizeof *d->out)) == NULL)
-            fatal("out of memory");
-        tpl_out_init(d->out, 0);
-    }
     memset(&td, 0, sizeof td);
     td.recipient = d->m.recipient;
     td.vars = d->m.vars;
@@ -321,7 +348,7 @@ render(struct dmsg *d)
     td.channel = gw_channel_name(d->ch);
     td.unsubscribe_url = d->m.unsubscribe_url;
     memset(&te, 0, sizeof te);
-    if ((rc = tpl_render(tref_tpl(d->tr), tch[d->ch], &td, NULL, d->out,
+    if ((rc = tpl_render(tref_tpl(d->tr), tch[d->ch], &td, NULL, &g->dp->out,
                          &te)) < 0) {
         if (rc == -ENOMEM)
             fatal("out of memory");
@@ -330,13 +357,9 @@ render(struct dmsg *d)
         outcome(d, ST_FAILED, reason);
         return -1;
     }
-    c->subject = str_or_null(&d->out->subject, &c->subject_len);
-    c->html = str_or_null(&d->out->html, &c->html_len);
-    c->text = str_or_null(&d->out->text, &c->text_len);
-    c->sms = str_or_null(&d->out->sms, &c->sms_len);
-    c->fax = str_or_null(&d->out->fax, &c->fax_len);
-    for (size_t i = 0; i < d->out->nimages; i++) {
-        const struct tpl_image *im = d->out->images[i];
+    keep_parts(d, &g->dp->out);
+    for (size_t i = 0; i < g->dp->out.nimages; i++) {
+        const struct tpl_image *im = g->dp->out.images[i];
         d->images[i].name = im->name;
         d->images[i].content_type = im->content_type;
         d->images[i].content_id = im->cid;
@@ -344,7 +367,7 @@ render(struct dmsg *d)
         d->images[i].len = im->len;
     }
     c->images = d->images;
-    c->nimages = d->out->nimages;
+    c->nimages = g->dp->out.nimages;
     return 0;
 }
 

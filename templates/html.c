@@ -247,10 +247,16 @@ struct tw {
 static void
 put(struct tw *w, const char *s, size_t n)
 {
+    struct buf *b = w->out;
     int rc;
 
-    if (w->rc == 0 && n && (rc = buf_append(w->out, s, n)) < 0)
+    if (n && n < b->cap - b->len && n <= b->max - b->len) {
+        memcpy(b->data + b->len, s, n);         /* the common case */
+        b->len += n;
+        b->data[b->len] = 0;
+    } else if (w->rc == 0 && n && (rc = buf_append(b, s, n)) < 0) {
         w->rc = rc;
+    }
 }
 
 static void
@@ -346,6 +352,10 @@ has_cjk(const char *s, size_t n)
 {
     size_t i, k;
 
+    for (i = 0; i < n && (unsigned char)s[i] < 0xe1; i++)
+        ;                       /* nothing below U+1100 is CJK */
+    if (i == n)
+        return 0;
     for (i = 0; i < n; i += k)
         if (is_cjk(utf8_next(s + i, n - i, &k)))
             return 1;
@@ -419,10 +429,15 @@ flush_word(struct tw *w)
 static void
 word_add(struct tw *w, const char *s, size_t n)
 {
+    struct buf *b = &w->word;
     int rc;
 
-    if (w->rc == 0 && (rc = buf_append(&w->word, s, n)) < 0)
+    if (n < b->cap - b->len && n <= b->max - b->len) {
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+    } else if (w->rc == 0 && (rc = buf_append(b, s, n)) < 0) {
         w->rc = rc;
+    }
 }
 
 /* Text inside <pre>: kept as is, lines unwrapped. */
@@ -449,19 +464,34 @@ pre_text(struct tw *w, const char *s, size_t n)
     }
 }
 
-/* Inline text: whitespace collapses, &nbsp; glues, spacers vanish. */
+/* Inline text: whitespace collapses, &nbsp; glues, spacers vanish.
+ * Ordinary characters are copied a run at a time. */
 static void
 text(struct tw *w, const char *s, size_t n)
 {
-    size_t i = 0, k;
+    size_t i = 0, run = 0, k;
 
     if (w->pre) {
         pre_text(w, s, n);
         return;
     }
     while (i < n) {
-        unsigned c = utf8_next(s + i, n - i, &k);
+        unsigned char b = (unsigned char)s[i];
+        unsigned c;
 
+        if (b > 0x20 && b < 0x7f) {
+            i++;
+            continue;
+        }
+        c = utf8_next(s + i, n - i, &k);
+        if (c >= 0x80 && c != 0x85 && c != 0xa0 && c != 0xad && c != 0x34f &&
+            c != 0x1680 && c != 0x180e && !(c >= 0x2000 && c <= 0x2060) &&
+            c != 0x3000 && c != 0xfeff) {
+            i += k;             /* ordinary: part of the run */
+            continue;
+        }
+        if (i > run)
+            word_add(w, s + run, i - run);
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
             c == 0x85 || c == 0x1680 || (c >= 0x2000 && c <= 0x2006) ||
             (c >= 0x2008 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
@@ -475,10 +505,13 @@ text(struct tw *w, const char *s, size_t n)
                    c == 0xfeff || c < 0x20 || c == 0x7f) {
             /* invisible: soft hyphen, zero-width spaces and joiners */
         } else {
-            word_add(w, s + i, k);
+            word_add(w, s + i, k);      /* the rest of U+2000..U+2060 */
         }
         i += k;
+        run = i;
     }
+    if (i > run)
+        word_add(w, s + run, i - run);
 }
 
 /* A block boundary: n = 2 blank line, 1 new line. */

@@ -11,8 +11,9 @@ Fault rules come from the recipient's local part, so one run can mix them:
   close421*    RCPT -> 421 4.7.0 and the connection is closed (first time)
   drop*        the connection is cut without a reply to RCPT (first time)
   dataerr554*  end of data -> 554 5.7.1 rejected as spam
-  dropdata*    the connection is cut instead of answering the end of data
+  cutdata*    the connection is cut instead of answering the end of data
                (first time; the message is not stored)
+It offers PIPELINING unless told not to (SMTP_PEER_PIPELINING=0).
 Every accepted message is stored as DIR/NNNNNN.eml with DIR/NNNNNN.json
 (mail_from, rcpt_tos, peer, session); replies to the end of data are
 "250 2.0.0 Ok: queued as Q<N>". DIR/log.jsonl has one line per command
@@ -69,6 +70,10 @@ class Recorder:
                           responses):
         self._log(session, "EHLO", hostname)
         session.host_name = hostname
+        # aiosmtpd reads commands one by one, so it can take pipelined
+        # groups; it just does not say so (RFC 2920)
+        if os.environ.get("SMTP_PEER_PIPELINING", "1") == "1":
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address,
@@ -104,7 +109,7 @@ class Recorder:
             local = r.split("@")[0].lower()
             if local.startswith("dataerr554"):
                 return "554 5.7.1 Message rejected as spam"
-            if local.startswith("dropdata") and self._first("data:" + r):
+            if local.startswith("cutdata") and self._first("data:" + r):
                 server.transport.abort()
                 return "250 2.0.0 Ok (never seen)"
         with self.lock:
@@ -118,18 +123,29 @@ class Recorder:
                        "rcpt_tos": envelope.rcpt_tos,
                        "mail_options": envelope.mail_options,
                        "peer": str(session.peer),
+                       "tls": session.ssl is not None,
                        "helo": session.host_name}, f)
         os.rename(base + ".eml.tmp", base + ".eml")
         return "250 2.0.0 Ok: queued as Q%d" % n
 
 
-def serve(port, outdir):
-    """The peer process: aiosmtpd with a Recorder until SIGTERM."""
+def serve(port, outdir, mode="plain", cert=None, key=None):
+    """The peer process: aiosmtpd with a Recorder until SIGTERM. mode:
+    plain, starttls (required before MAIL) or smtps (implicit TLS)."""
+    import ssl
     from aiosmtpd.controller import Controller
     os.makedirs(outdir, exist_ok=True)
+    kw = {}
+    if mode != "plain":
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        if mode == "starttls":
+            kw = {"tls_context": ctx, "require_starttls": True}
+        else:
+            kw = {"ssl_context": ctx}
     ctl = Controller(Recorder(outdir), hostname="127.0.0.1", port=port,
                      decode_data=False, data_size_limit=64 << 20,
-                     ready_timeout=10)
+                     ready_timeout=10, **kw)
     ctl.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
@@ -152,19 +168,52 @@ def _wait_port(port, timeout=10):
     wait_until(up, timeout, "SMTP peer on port %d" % port)
 
 
+def make_cert(workdir):
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert, key)."""
+    cert = os.path.join(workdir, "peer-cert.pem")
+    key = os.path.join(workdir, "peer-key.pem")
+    if not os.path.exists(cert):
+        p = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "2", "-subj",
+             "/CN=localhost", "-addext",
+             "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+            capture_output=True, text=True)
+        check(p.returncode == 0, "openssl req: %s" % p.stderr)
+    return cert, key
+
+
 class Aiosmtpd:
-    def __init__(self, workdir, name="aiosmtpd"):
+    def __init__(self, workdir, name="aiosmtpd", mode="plain",
+                 pipelining=True):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
+        self.mode = mode
+        self.pipelining = pipelining
+        self.cert = self.key = None
+        if mode != "plain":
+            self.cert, self.key = make_cert(workdir)
         self.proc = None
 
     def start(self):
-        self.log = open(self.dir + ".log", "ab")
-        self.proc = subprocess.Popen(
-            [PYTHON, os.path.abspath(__file__), "aiosmtpd", str(self.port),
-             self.dir], stdout=self.log, stderr=subprocess.STDOUT)
-        _wait_port(self.port)
+        self.logpath = self.dir + ".log"
+        self.log = open(self.logpath, "ab")
+        args = [PYTHON, os.path.abspath(__file__), "aiosmtpd", str(self.port),
+                self.dir]
+        if self.mode != "plain":
+            args += [self.mode, self.cert, self.key]
+        env = dict(os.environ)
+        env["SMTP_PEER_PIPELINING"] = "1" if self.pipelining else "0"
+        self.proc = subprocess.Popen(args, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
+
+        def ready():
+            check(self.proc.poll() is None, "aiosmtpd exited: see %s"
+                  % self.logpath)
+            with open(self.logpath, "rb") as f:
+                return b"ready" in f.read()
+        wait_until(ready, 15, "aiosmtpd on port %d" % self.port)
         return self
 
     def stop(self):
@@ -180,7 +229,8 @@ class Aiosmtpd:
 
     @property
     def url(self):
-        return "smtp://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("smtps" if self.mode == "smtps"
+                                      else "smtp", self.port)
 
     def files(self):
         return sorted(glob.glob(os.path.join(self.dir, "*.eml")))
@@ -253,24 +303,35 @@ class SmtpSink:
 # ---- smtp_drive ----
 
 _built = {}
-PKGS = "libuv hiredis libcurl libxml-2.0 jansson libh2o glib-2.0 openssl"
+
+
+def make_var(name):
+    """A Makefile variable (PKGS, OBJ, SAN_OBJ), so the link line follows
+    what make uses."""
+    p = subprocess.run(["make", "-s", "--no-print-directory", "-C", ROOT,
+                        "-f", "Makefile", "-f", "-", "smtp-peers-var"],
+                       input="smtp-peers-var:\n\t@echo $(%s)\n" % name,
+                       capture_output=True, text=True)
+    check(p.returncode == 0 and p.stdout.strip(), "make %s: %s"
+          % (name, p.stderr))
+    return p.stdout.strip()
 
 
 def build_drive():
-    """Link tests/fakes/smtp_drive.c against the objects make built for
-    bin/gatewayd-san (build/san), else for bin/gatewayd (build/obj)."""
+    """Link tests/fakes/smtp_drive.c against make's $(SAN_OBJ) when the
+    daemon under test is bin/gatewayd-san, else $(OBJ) (made if needed)."""
     if "path" in _built:
         return _built["path"]
     san = os.environ.get("GATEWAYD", "").endswith("-san")
-    objdir = os.path.join(ROOT, "build", "san" if san else "obj")
-    objs = [o for o in glob.glob(os.path.join(objdir, "**", "*.o"),
-                                 recursive=True)
-            if not o.endswith(os.sep + "main.o")]
-    check(objs, "no objects under %s: run make first" % objdir)
+    var = "SAN_OBJ" if san else "OBJ"
+    objs = [os.path.join(ROOT, o) for o in make_var(var).split()]
+    p = subprocess.run(["make", "-s", "-C", ROOT] + make_var(var).split(),
+                       capture_output=True, text=True)
+    check(p.returncode == 0, "make %s: %s" % (var, p.stderr[-2000:]))
     out = os.path.join(ROOT, "build", "smtp_drive" + ("-san" if san else ""))
     flags = subprocess.run(["pkg-config", "--cflags", "--libs"] +
-                           PKGS.split(), capture_output=True, text=True,
-                           check=True).stdout.split()
+                           make_var("PKGS").split(), capture_output=True,
+                           text=True, check=True).stdout.split()
     cmd = (["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror",
             "-D_GNU_SOURCE", "-g", "-I" + ROOT, "-I" + ROOT + "/common"] +
            (["-O1", "-fsanitize=address,undefined",
@@ -288,7 +349,8 @@ PROVIDER = """\
 [provider.{name}]
 type = "smtp"
 url = "{url}"
-tls = "off"
+transport = "{transport}"
+tls = "{tls}"
 helo = "gw.example.org"
 from = "{from_}"
 envelope_from = "bounces+{{key}}@example.org"
@@ -304,21 +366,25 @@ close_grace_ms = 2000
 
 
 def provider_toml(name, url, conns=4, per_conn=100, backoff=200,
-                  from_="Shop <news@example.org>", extra=""):
+                  from_="Shop <news@example.org>", extra="",
+                  transport="pipelined", tls="off"):
     return PROVIDER.format(name=name, url=url, conns=conns,
                            per_conn=per_conn, backoff=backoff,
-                           from_=from_) + extra
+                           from_=from_, transport=transport, tls=tls) + extra
+
+
+TRANSPORTS = ("pipelined", "libcurl")
 
 
 def drive(workdir, url, specs=None, n=None, conns=4, per_conn=100,
           inflight=1000, close_after=None, extra="", timeout=300,
-          backoff=200, quiet=False):
+          backoff=200, quiet=False, transport="pipelined", tls="off"):
     """Run smtp_drive against url. Returns (outcomes, summary, stderr)."""
     exe = build_drive()
     conf = os.path.join(workdir, "drive-%d.toml" % free_port())
     with open(conf, "w") as f:
         f.write(provider_toml("p", url, conns, per_conn, backoff,
-                              extra=extra))
+                              extra=extra, transport=transport, tls=tls))
     args = [exe, "-c", conf, "-p", "p", "-i", str(inflight)]
     if specs is not None:
         sp = conf[:-5] + ".jsonl"
@@ -397,6 +463,10 @@ def check_lines(raw):
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "aiosmtpd":
         serve(int(sys.argv[2]), sys.argv[3])
+    elif len(sys.argv) == 7 and sys.argv[1] == "aiosmtpd":
+        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5],
+              sys.argv[6])
     else:
-        sys.stderr.write("usage: smtp_peers.py aiosmtpd PORT DIR\n")
+        sys.stderr.write("usage: smtp_peers.py aiosmtpd PORT DIR "
+                         "[starttls|smtps CERT KEY]\n")
         sys.exit(2)

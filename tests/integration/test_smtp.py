@@ -25,8 +25,8 @@ import time
 
 import smtp_peers
 from harness import GATEWAYD, check, wait_until, xadd_jobs
-from smtp_peers import (Aiosmtpd, SmtpSink, check_lines, drive, mime_files,
-                        parse_strict)
+from smtp_peers import (TRANSPORTS, Aiosmtpd, SmtpSink, check_lines, drive,
+                        mime_files, parse_strict)
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAC"
@@ -74,7 +74,8 @@ def test_mime_parsed_by_python(ctx):
                     "somewhere past the seventy-eighth column, surely",
          "text": "only text\n"},
         {"key": "k3", "to": "cy@example.org", "to_name": "Doe, \"Cy\"",
-         "subject": "=?utf-8?q?not_decoded?= stays  literal", "html": "<b>x</b>"},
+         "subject": "=?utf-8?q?not_decoded?= stays  literal",
+         "html": "<b>x</b>"},
     ]
     out = mime_files(ctx.workdir, specs)
     check(all(isinstance(raw, bytes) for _, raw in out),
@@ -209,30 +210,41 @@ def _specs_mixed():
          "text": "t"},
         {"key": "r554", "to": "dataerr554@example.org", "subject": "s",
          "text": "t"},
-        {"key": "rdd", "to": "dropdata@example.org", "subject": "s",
+        {"key": "rdd", "to": "cutdata@example.org", "subject": "s",
          "text": "t"},
         {"key": "nocontent", "to": "nc@example.org", "subject": "s"},
     ]
 
 
 def test_aiosmtpd_outcomes(ctx):
-    peer = Aiosmtpd(ctx.workdir).start()
+    for transport in TRANSPORTS:
+        _aiosmtpd_outcomes(ctx, transport, True)
+    _aiosmtpd_outcomes(ctx, "pipelined", False)     # lock-step
+
+
+def _aiosmtpd_outcomes(ctx, transport, pipelining):
+    peer = Aiosmtpd(ctx.workdir, "aiosmtpd-%s-%d" % (transport, pipelining),
+                    pipelining=pipelining).start()
     try:
         outcomes, summary, err = drive(ctx.workdir, peer.url,
-                                       specs=_specs_mixed(), conns=3)
-        expect = {"r550": ("permfail", "RCPT: 550 5.1.1"),
-                  "r452": ("tempfail", "RCPT: 452 4.2.2"),
-                  "r450": ("tempfail", "RCPT: 450 4.2.0"),
-                  "r421": ("tempfail", "RCPT: 421 4.7.0"),
-                  "rdrop": ("tempfail", ""),
-                  "r554": ("permfail", "end of data: 554 5.7.1"),
-                  "rdd": ("tempfail", ""),
-                  "nocontent": ("permfail", "no rendered content")}
-        for k, (res, reply) in expect.items():
+                                       specs=_specs_mixed(), conns=3,
+                                       transport=transport)
+        # key: (result, reply starts with, in doubt)
+        expect = {"r550": ("permfail", "RCPT: 550 5.1.1", 0),
+                  "r452": ("tempfail", "RCPT: 452 4.2.2", 0),
+                  "r450": ("tempfail", "RCPT: 450 4.2.0", 0),
+                  "r421": ("tempfail", "RCPT: 421 4.7.0", 0),
+                  "rdrop": ("tempfail", "", 0),
+                  "r554": ("permfail", "end of data: 554 5.7.1", 0),
+                  "rdd": ("tempfail", "", 1),
+                  "nocontent": ("permfail", "no rendered content", 0)}
+        for k, (res, reply, doubt) in expect.items():
             o = outcomes[k]
             check(o["result"] == res and o["reply"].startswith(reply),
-                  "%s: %r" % (k, o))
+                  "%s %s: %r" % (transport, k, o))
             check(o["provider_id"] is None, "%s: no provider id" % k)
+            check(o["in_doubt"] == doubt, "%s %s: in doubt? %r"
+                  % (transport, k, o))
         got = peer.messages()
         check(len(got) == 20, "20 stored, not %d" % len(got))
         ids = set()
@@ -263,7 +275,12 @@ def test_aiosmtpd_outcomes(ctx):
 
 
 def test_injection_no_extra_commands(ctx):
-    peer = Aiosmtpd(ctx.workdir).start()
+    for transport in TRANSPORTS:
+        _injection_no_extra_commands(ctx, transport)
+
+
+def _injection_no_extra_commands(ctx, transport):
+    peer = Aiosmtpd(ctx.workdir, "inj-" + transport).start()
     try:
         specs = [
             {"key": "i1", "to": "a@example.org\r\nRCPT TO:<evil@example.org>",
@@ -284,7 +301,8 @@ def test_injection_no_extra_commands(ctx):
             {"key": "ok", "to": "good@example.org", "subject": "fine",
              "text": "t"},
         ]
-        outcomes, _, _ = drive(ctx.workdir, peer.url, specs=specs, conns=1)
+        outcomes, _, _ = drive(ctx.workdir, peer.url, specs=specs, conns=1,
+                               transport=transport)
         for k in ("i1", "i2", "i3", "i4", "i5", "i6", "i7"):
             check(outcomes[k]["result"] == "permfail", "%s refused: %r"
                   % (k, outcomes[k]))
@@ -305,11 +323,17 @@ def test_injection_no_extra_commands(ctx):
 # ---- smtp-sink, no daemon ----
 
 def test_sink_volume_16_connections(ctx):
+    for transport in TRANSPORTS:
+        _sink_volume(ctx, transport)
+
+
+def _sink_volume(ctx, transport):
     sink = SmtpSink(ctx.workdir).start()
     try:
         n = 20000
         outcomes, summary, _ = drive(ctx.workdir, sink.url, n=n, conns=16,
-                                     per_conn=0, quiet=True, timeout=300)
+                                     per_conn=0, quiet=True, timeout=300,
+                                     transport=transport)
         check(summary["ok"] == n, "all accepted: %r" % summary)
         wait_until(lambda: sink.counters()["mesg"] >= n, 10, "sink counted")
         c = sink.counters()
@@ -317,18 +341,23 @@ def test_sink_volume_16_connections(ctx):
         wait_until(lambda: sink.counters()["sess"] >= 16, 10, "sessions end")
         c = sink.counters()
         check(c["sess"] == 16, "16 connections, not %d" % c["sess"])
-        print("     smtp_drive -> smtp-sink: %d messages, 16 connections, "
-              "%.0f msg/s" % (n, summary["rate"]))
+        print("     smtp_drive -> smtp-sink (%s): %d messages, 16 "
+              "connections, %.0f msg/s" % (transport, n, summary["rate"]))
     finally:
         sink.stop()
 
 
 def test_sink_messages_per_connection(ctx):
+    for transport in TRANSPORTS:
+        _messages_per_connection(ctx, transport)
+
+
+def _messages_per_connection(ctx, transport):
     sink = SmtpSink(ctx.workdir).start()
     try:
         n = 2000
         _, summary, _ = drive(ctx.workdir, sink.url, n=n, conns=4,
-                              per_conn=100, quiet=True)
+                              per_conn=100, quiet=True, transport=transport)
         check(summary["ok"] == n, "all accepted: %r" % summary)
         wait_until(lambda: sink.counters()["mesg"] >= n, 10, "sink counted")
         time.sleep(0.2)
@@ -354,31 +383,42 @@ def test_sink_faults(ctx):
         (["-Q", "CONNECT"], "tempfail", "session refused: 421", 0),
         (["-f", "MAIL"], "permfail", "MAIL: 500", 0),
     ]
-    for opts, res, reply, doubt in cases:
-        sink = SmtpSink(ctx.workdir, opts).start()
-        try:
-            outcomes, summary, _ = drive(ctx.workdir, sink.url, n=6,
-                                         conns=2, backoff=50)
-            check(summary["ok"] == 0, "%s: nothing marked sent: %r"
-                  % (opts, summary))
-            for o in outcomes.values():
-                check(o["result"] == res, "%s: %r" % (opts, o))
-                if reply:
-                    check(reply in o["reply"], "%s: %r" % (opts, o))
-                check(o["in_doubt"] == doubt, "%s: in doubt? %r" % (opts, o))
-            check(len(outcomes) == 6, "%s: every message reported" % opts)
-        finally:
-            sink.stop()
+    for transport in TRANSPORTS:
+        for opts, res, reply, doubt in cases:
+            _sink_fault(ctx, transport, opts, res, reply, doubt)
+
+
+def _sink_fault(ctx, transport, opts, res, reply, doubt):
+    sink = SmtpSink(ctx.workdir, opts).start()
+    try:
+        outcomes, summary, _ = drive(ctx.workdir, sink.url, n=6, conns=2,
+                                     backoff=50, transport=transport)
+        opts = [transport] + opts
+        check(summary["ok"] == 0, "%s: nothing marked sent: %r"
+              % (opts, summary))
+        for o in outcomes.values():
+            check(o["result"] == res, "%s: %r" % (opts, o))
+            if reply:
+                check(reply in o["reply"], "%s: %r" % (opts, o))
+            check(o["in_doubt"] == doubt, "%s: in doubt? %r" % (opts, o))
+        check(len(outcomes) == 6, "%s: every message reported" % opts)
+    finally:
+        sink.stop()
 
 
 def test_close_grace_period(ctx):
+    for transport in TRANSPORTS:
+        _close_grace(ctx, transport)
+
+
+def _close_grace(ctx, transport):
     # RCPT answered after 5 s: close at 300 ms, grace 2 s -> the running
     # transfers are cancelled, the queued ones handed back, loop closed.
     sink = SmtpSink(ctx.workdir, ["-W", "RCPT:5"]).start()
     try:
         t0 = time.monotonic()
         outcomes, summary, err = drive(ctx.workdir, sink.url, n=10, conns=2,
-                                       close_after=300)
+                                       close_after=300, transport=transport)
         took = time.monotonic() - t0
         check(took < 4.5, "closed within the grace period (%.1fs)" % took)
         check(len(outcomes) == 10, "every message reported: %r" % summary)
@@ -391,22 +431,95 @@ def test_close_grace_period(ctx):
         sink.stop()
 
 
+def test_tls(ctx):
+    for transport in TRANSPORTS:
+        _tls(ctx, transport)
+
+
+def _tls(ctx, transport):
+    specs = [{"key": "t%d" % i, "to": "u%d@example.org" % i,
+              "subject": "über TLS", "text": ".t\n", "html": "<p>h</p>"}
+             for i in range(5)]
+    # STARTTLS, the peer verified against our CA file
+    peer = Aiosmtpd(ctx.workdir, "starttls-" + transport,
+                    mode="starttls").start()
+    plain = Aiosmtpd(ctx.workdir, "plain-" + transport).start()
+    smtps = Aiosmtpd(ctx.workdir, "smtps-" + transport, mode="smtps").start()
+    ca = 'ca_file = "%s"\n' % peer.cert
+    try:
+        _, summary, _ = drive(ctx.workdir, peer.url, specs=specs, conns=2,
+                              transport=transport, tls="required", extra=ca)
+        check(summary["ok"] == 5, "%s: STARTTLS: %r" % (transport, summary))
+        got = peer.messages()
+        check(len(got) == 5 and all(m["tls"] for m, _ in got),
+              "all over TLS")
+        for _, raw in got:
+            check(str(parse_strict(raw)["subject"]) == "über TLS", "subject")
+        # an unknown issuer: nothing is sent
+        out, summary, _ = drive(ctx.workdir, peer.url, specs=specs, conns=2,
+                                transport=transport, tls="required")
+        check(summary["ok"] == 0 and all(o["result"] == "tempfail"
+                                         for o in out.values()),
+              "%s: unverified peer refused: %r" % (transport, out))
+        check(len(peer.messages()) == 5, "nothing more stored")
+        # no STARTTLS on offer: tls = required sends nothing in clear
+        out, summary, _ = drive(ctx.workdir, plain.url, specs=specs, conns=2,
+                                transport=transport, tls="required",
+                                extra=ca)
+        check(summary["ok"] == 0, "%s: no plain text: %r" % (transport, out))
+        check(not [c for c in plain.commands() if c["cmd"] in ("MAIL",
+                                                               "RCPT")],
+              "no MAIL or RCPT in plain text: %r" % plain.commands())
+        # opportunistic goes plain there
+        _, summary, _ = drive(ctx.workdir, plain.url, specs=specs, conns=2,
+                              transport=transport, tls="opportunistic")
+        check(summary["ok"] == 5, "opportunistic: %r" % summary)
+        # implicit TLS (smtps://, RFC 8314)
+        _, summary, _ = drive(ctx.workdir, smtps.url, specs=specs, conns=2,
+                              transport=transport, tls="required", extra=ca)
+        # (that peer speaks nothing but TLS; aiosmtpd only flags STARTTLS)
+        check(summary["ok"] == 5, "%s: smtps: %r" % (transport, summary))
+        check(len(smtps.messages()) == 5, "smtps: stored")
+    finally:
+        peer.stop()
+        plain.stop()
+        smtps.stop()
+
+
+def test_slow_final_reply_does_not_block(ctx):
+    # The reply to the end of data takes 1 s: 8 messages on 4 connections
+    # take about 2 s when the waits overlap. (libcurl 7.88's own
+    # transaction, transport = "libcurl", blocks the loop for each: 8 s.)
+    sink = SmtpSink(ctx.workdir, ["-W", ".:1"]).start()
+    try:
+        t0 = time.monotonic()
+        outcomes, summary, _ = drive(ctx.workdir, sink.url, n=8, conns=4)
+        took = time.monotonic() - t0
+        check(summary["ok"] == 8, "all accepted: %r" % summary)
+        check(took < 4.0, "the waits overlapped: %.1fs for 8" % took)
+    finally:
+        sink.stop()
+
+
 # ---- through gatewayd ----
 
+def _provider_sets(name, url, conns=4, per_conn=100, transport="pipelined"):
+    pre = "provider.%s." % name
+    return [pre + "type=smtp", pre + "url=" + url, pre + "tls=off",
+            pre + "transport=" + transport, pre + "helo=gw.example.org",
+            pre + "from=Shop <news@example.org>",
+            pre + "envelope_from=bounces+{key}@example.org",
+            pre + "message_id_domain=mail.example.org",
+            pre + "list_id=Shop news <news.example.org>",
+            pre + "max_connections=%d" % conns,
+            pre + "max_messages_per_connection=%d" % per_conn,
+            pre + "backoff_ms=100", pre + "channels=[\"email\"]"]
+
+
 def _smtp_sets(url, conns=4, per_conn=100, extra=()):
-    return ["provider.mail.type=smtp", "provider.mail.url=" + url,
-            "provider.mail.tls=off", "provider.mail.helo=gw.example.org",
-            "provider.mail.from=Shop <news@example.org>",
-            "provider.mail.envelope_from=bounces+{key}@example.org",
-            "provider.mail.message_id_domain=mail.example.org",
-            "provider.mail.list_id=Shop news <news.example.org>",
-            "provider.mail.max_connections=%d" % conns,
-            "provider.mail.max_messages_per_connection=%d" % per_conn,
-            "provider.mail.backoff_ms=100",
-            "provider.mail.channels=[\"email\"]",
-            "channel.email.provider=mail",
-            "dispatch.retry_base_ms=200", "dispatch.retry_max_ms=400"] + \
-        list(extra)
+    return _provider_sets("mail", url, conns, per_conn) + \
+        ["channel.email.provider=mail", "dispatch.retry_base_ms=200",
+         "dispatch.retry_max_ms=400"] + list(extra)
 
 
 def _template(r, name="smtpt"):
@@ -477,50 +590,58 @@ def test_gateway_campaign_via_aiosmtpd(ctx):
 
 
 def test_gateway_rejections_and_retries(ctx):
-    peer = Aiosmtpd(ctx.workdir).start()
+    # one daemon, a provider per transport, each with its own peer
+    peers = {t: Aiosmtpd(ctx.workdir, "rej-" + t).start() for t in TRANSPORTS}
     try:
         red = ctx.redis()
         r = red.client()
         _template(r)
-        gw = ctx.gateway(red.url, sets=_smtp_sets(peer.url, conns=2)).start()
-        jobs = []
-        for local in ("reject550", "full452", "defer450", "close421", "drop",
-                      "ok"):
-            jobs.append({"type": "message", "id": "m-" + local,
-                         "channel": "email", "template": "smtpt",
-                         "recipient": {"customer_id": local,
-                                       "email": local + "@example.org",
-                                       "vars": {"first_name": "X"}}})
-        xadd_jobs(r, jobs)
-
-        def state(k):
-            return r.hget("gw:msg:m-" + k, "state")
-        wait_until(lambda: state("reject550") == "failed", 30, "550 failed")
-        reason = r.hget("gw:msg:m-reject550", "reason")
-        check("550 5.1.1" in reason and "User unknown" in reason,
-              "550 reply recorded: %r" % reason)
-        # 450 once, 421 once, a drop once: deferred, retried, accepted
-        for k in ("defer450", "close421", "drop", "ok"):
-            wait_until(lambda: state(k) == "accepted", 30, k + " accepted")
-        for k in ("defer450", "close421", "drop"):
-            check(int(r.hget("gw:msg:m-" + k, "attempts")) >= 2,
-                  "%s retried" % k)
-        # 452 stays temporary: deferred (retried until max_attempts)
-        wait_until(lambda: state("full452") in ("deferred", "failed"), 30,
-                   "452 deferred")
-        evs = [e for _, e in r.xrange("gw:events") if e.get("msg") ==
-               "m-defer450"]
-        check(any(e.get("to") == "deferred" for e in evs), "450 deferred "
-              "first: %r" % evs)
-        got = [meta["rcpt_tos"][0] for meta, _ in peer.messages()]
-        for k in ("defer450", "close421", "drop", "ok"):
-            check(got.count(k + "@example.org") == 1, "%s once: %r"
-                  % (k, got))
-        check(not any(x.startswith(("reject550", "full452")) for x in got),
-              "rejected ones never stored")
+        sets = ["channel.email.provider=pipelined",
+                "dispatch.retry_base_ms=200", "dispatch.retry_max_ms=400"]
+        for t, peer in peers.items():
+            sets += _provider_sets(t, peer.url, conns=2, transport=t)
+        gw = ctx.gateway(red.url, sets=sets).start()
+        locals_ = ("reject550", "full452", "defer450", "close421", "drop",
+                   "ok")
+        xadd_jobs(r, [{"type": "message", "id": "m-%s-%s" % (t, local),
+                       "channel": "email", "template": "smtpt",
+                       "provider": t,
+                       "recipient": {"customer_id": local,
+                                     "email": local + "@example.org",
+                                     "vars": {"first_name": "X"}}}
+                      for t in TRANSPORTS for local in locals_])
+        for t, peer in peers.items():
+            def state(k):
+                return r.hget("gw:msg:m-%s-%s" % (t, k), "state")
+            wait_until(lambda: state("reject550") == "failed", 30,
+                       t + ": 550 failed")
+            reason = r.hget("gw:msg:m-%s-reject550" % t, "reason")
+            check("550 5.1.1" in reason and "User unknown" in reason,
+                  "%s: 550 reply recorded: %r" % (t, reason))
+            # 450 once, 421 once, a drop once: deferred, retried, accepted
+            for k in ("defer450", "close421", "drop", "ok"):
+                wait_until(lambda: state(k) == "accepted", 30,
+                           "%s: %s accepted" % (t, k))
+            for k in ("defer450", "close421", "drop"):
+                check(int(r.hget("gw:msg:m-%s-%s" % (t, k), "attempts")) >= 2,
+                      "%s: %s retried" % (t, k))
+            # 452 stays temporary: deferred (retried until max_attempts)
+            wait_until(lambda: state("full452") in ("deferred", "failed"),
+                       30, t + ": 452 deferred")
+            evs = [e for _, e in r.xrange("gw:events")
+                   if e.get("msg") == "m-%s-defer450" % t]
+            check(any(e.get("to") == "deferred" for e in evs),
+                  "%s: 450 deferred first: %r" % (t, evs))
+            got = [meta["rcpt_tos"][0] for meta, _ in peer.messages()]
+            for k in ("defer450", "close421", "drop", "ok"):
+                check(got.count(k + "@example.org") == 1, "%s: %s once: %r"
+                      % (t, k, got))
+            check(not any(x.startswith(("reject550", "full452"))
+                          for x in got), "rejected ones never stored")
         check(gw.stop() == 0, "clean exit")
     finally:
-        peer.stop()
+        for peer in peers.values():
+            peer.stop()
 
 
 def test_gateway_sink_volume(ctx):
