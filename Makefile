@@ -124,7 +124,7 @@ demo: bin/gatewayd
 deps:
 	./.ci/deps.sh
 
-FUZZERS := fuzz_toml fuzz_mustache fuzz_job fuzz_sms_encode fuzz_smpp_pdu fuzz_template
+FUZZERS := fuzz_toml fuzz_mustache fuzz_job fuzz_sms_encode fuzz_smpp_pdu fuzz_template fuzz_mime
 FUZZ_SECONDS ?= 10
 fuzz: $(FUZZERS:%=build/fuzz/%)
 

@@ -279,6 +279,7 @@ static void part_done(struct bind *b, struct smsg *g, unsigned i,
 
 /* ---- small things ---- */
 
+/* xorshift64: jitter for the reconnect delays. */
 static uint64_t
 rnd(struct smpp *s)
 {
@@ -288,12 +289,14 @@ rnd(struct smpp *s)
     return s->rng;
 }
 
+/* The loop's clock in milliseconds. */
 static uint64_t
 now_ms(struct smpp *s)
 {
     return uv_now(s->ch->loop);
 }
 
+/* The one setter of a bind's state; logs old -> new. */
 static void
 set_state(struct bind *b, enum bstate next)
 {
@@ -302,9 +305,9 @@ set_state(struct bind *b, enum bstate next)
     b->state = next;
 }
 
-static void
-on_later(uv_timer_t *t);
+static void on_later(uv_timer_t *t);
 
+/* Report settled messages on the next loop turn, never inside send(). */
 static void
 later(struct smpp *s)
 {
@@ -312,8 +315,7 @@ later(struct smpp *s)
         uv_timer_start(&s->later, on_later, 0, 0);
 }
 
-static void
-on_flush(uv_prepare_t *p);
+static void on_flush(uv_prepare_t *p);
 
 /* Output is batched: written before the loop next waits for I/O. */
 static void
@@ -325,6 +327,7 @@ want_flush(struct smpp *s)
 
 /* ---- message lists ---- */
 
+/* Put g at the head (front) or tail of a list. */
 static void
 list_push(struct smsg **head, struct smsg **tail, struct smsg *g, int front)
 {
@@ -342,6 +345,7 @@ list_push(struct smsg **head, struct smsg **tail, struct smsg *g, int front)
     }
 }
 
+/* Take g out of a list. */
 static void
 list_unlink(struct smsg **head, struct smsg **tail, struct smsg *g)
 {
@@ -404,6 +408,7 @@ msg_fail(struct smsg *g, enum send_result res, const char *reply)
 
 /* ---- writing ---- */
 
+/* A queued write is done: free it; a failure takes the bind down. */
 static void
 on_write(uv_write_t *req, int status)
 {
@@ -489,6 +494,7 @@ flush_bind(struct bind *b)
     buf_reset(&b->out);
 }
 
+/* Every bind's batch, written once per loop turn before the poll. */
 static void
 on_flush(uv_prepare_t *p)
 {
@@ -524,6 +530,7 @@ send_ctl(struct bind *b, uint32_t cmd, uint32_t status, uint32_t seq,
         b->out.len += smpp_pack_header(p, cmd, status, seq, nul_body);
 }
 
+/* Answer with generic_nack. */
 static void
 send_nack(struct bind *b, uint32_t status, uint32_t seq)
 {
@@ -565,6 +572,7 @@ backoff(struct bind *b, int to_max)
     return d / 2 + rnd(s) % (d / 2 + 1);
 }
 
+/* The socket is closed: reconnect if that is due, or finish a close. */
 static void
 on_tcp_closed(uv_handle_t *h)
 {
@@ -740,6 +748,7 @@ send_bind(struct bind *b)
     return 0;
 }
 
+/* Connected: start reading and send the bind. */
 static void
 on_connect(uv_connect_t *req, int status)
 {
@@ -772,6 +781,7 @@ on_connect(uv_connect_t *req, int status)
     uv_timer_start(&b->timer, on_timer, s->resp_timeout, 0);
 }
 
+/* Open a new connection for b (when its old socket is closed). */
 static void
 connect_bind(struct bind *b)
 {
@@ -805,6 +815,7 @@ connect_bind(struct bind *b)
     uv_timer_start(&b->timer, on_timer, s->connect_timeout, 0);
 }
 
+/* Send unbind and wait (a little) for unbind_resp. */
 static void
 start_unbind(struct bind *b)
 {
@@ -849,6 +860,7 @@ on_timer(uv_timer_t *t)
     }
 }
 
+/* enquire_link time: send one, or give up on a silent link. */
 static void
 on_enq(uv_timer_t *t)
 {
@@ -869,6 +881,7 @@ on_enq(uv_timer_t *t)
     uv_timer_start(&b->enq, on_enq, s->enq_timeout, 0);
 }
 
+/* The throttle pause is over: send again. */
 static void
 on_pause_end(uv_timer_t *t)
 {
@@ -1074,16 +1087,19 @@ kick(struct smpp *s)
         }
 }
 
-/* A throttle answer: pause the bind, halve its window. */
+/* A throttle answer: pause the bind, halve its window (once a pause;
+ * it grows back by one per window of accepted parts). */
 static void
 throttle(struct bind *b, uint32_t status)
 {
     struct smpp *s = b->s;
 
     s->x.throttled++;
+    if (b->paused)
+        return;                 /* once per pause: the burst is one signal */
     b->window = b->window > 1 ? b->window / 2 : 1;
     b->ok_run = 0;
-    if (s->throttle_pause && !b->paused) {
+    if (s->throttle_pause) {
         log_info(&s->ch->log, "%s: 0x%02X from the SMSC: pausing %llu ms, "
                  "window now %u", b->name, status,
                  (unsigned long long)s->throttle_pause, b->window);
@@ -1273,6 +1289,7 @@ on_tick(uv_timer_t *t)
 
 /* ---- what the SMSC sends ---- */
 
+/* Read into the free tail of the bind's fixed buffer. */
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -1283,6 +1300,7 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = b->rcap - b->rlen;
 }
 
+/* bind_*_resp: bound, or refused (credentials: alarm, long wait). */
 static void
 on_bind_resp(struct bind *b, const struct smpp_hdr *h, const uint8_t *pdu)
 {
@@ -1330,6 +1348,7 @@ on_bind_resp(struct bind *b, const struct smpp_hdr *h, const uint8_t *pdu)
     link_down(b, why);
 }
 
+/* submit_sm_resp: settle the part in its window slot. */
 static void
 on_submit_resp(struct bind *b, const struct smpp_hdr *h, const uint8_t *pdu)
 {
@@ -1362,6 +1381,7 @@ on_submit_resp(struct bind *b, const struct smpp_hdr *h, const uint8_t *pdu)
     }
 }
 
+/* generic_nack: to our bind, to a submit_sm, or to something else. */
 static void
 on_nack(struct bind *b, const struct smpp_hdr *h)
 {
@@ -1391,6 +1411,7 @@ on_nack(struct bind *b, const struct smpp_hdr *h)
              txt);
 }
 
+/* A delivery receipt to the gateway (ch->on_inbound). */
 static void
 report_receipt(struct bind *b, const struct smpp_deliver *d)
 {
@@ -1417,6 +1438,7 @@ report_receipt(struct bind *b, const struct smpp_deliver *d)
         s->ch->on_inbound(s->ch, &in, s->ch->inbound_arg);
 }
 
+/* An MO message to the gateway (ch->on_inbound). */
 static void
 report_mo(struct bind *b, const struct smpp_deliver *d)
 {
@@ -1442,6 +1464,7 @@ report_mo(struct bind *b, const struct smpp_deliver *d)
         s->ch->on_inbound(s->ch, &in, s->ch->inbound_arg);
 }
 
+/* deliver_sm / data_sm: decode, report, always answer. */
 static void
 on_deliver(struct bind *b, const struct smpp_hdr *h, const uint8_t *pdu)
 {
@@ -1528,6 +1551,7 @@ handle_pdu(struct bind *b, const struct smpp_hdr *h, const uint8_t *pdu)
     }
 }
 
+/* Bytes from the SMSC: cut them into PDUs and handle each. */
 static void
 on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
@@ -1577,6 +1601,7 @@ on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- the channel ---- */
 
+/* Log a configuration error. */
 static int
 bad_conf(struct channel *ch, const char *what)
 {
@@ -1603,6 +1628,7 @@ conf_copy(struct channel *ch, const struct conf_provider *conf,
     return 0;
 }
 
+/* submit_id_format / receipt_id_format by name. */
 static enum smpp_id_fmt
 id_fmt(const char *v)
 {
@@ -1610,6 +1636,7 @@ id_fmt(const char *v)
          : strcmp(v, "dec") == 0 ? SMPP_ID_DEC : SMPP_ID_TEXT;
 }
 
+/* Free the memory (handles are closed by then); NULL is fine. */
 static void
 smpp_free(struct smpp *s)
 {
@@ -1627,6 +1654,7 @@ smpp_free(struct smpp *s)
     free(s);
 }
 
+/* Read the provider's keys into s; GW_ECONFIG when one is unusable. */
 static int
 configure(struct smpp *s, struct channel *ch, const struct conf_provider *c)
 {
@@ -1755,6 +1783,7 @@ own(struct smpp *s, uv_handle_t *h)
     s->handles++;
 }
 
+/* channel_ops.open: configure, allocate, start connecting. */
 static int
 smpp_open(struct channel *ch, const struct conf_provider *conf)
 {
@@ -1831,6 +1860,7 @@ validity(char *out, size_t cap, int64_t deadline_ms)
         out[0] = '\0';
 }
 
+/* channel_ops.send: plan the text, queue the message, kick. */
 static int
 smpp_send(struct channel *ch, struct message *m, channel_done_cb *cb,
           void *arg)
@@ -1914,6 +1944,7 @@ smpp_send(struct channel *ch, struct message *m, channel_done_cb *cb,
     return 0;
 }
 
+/* Close every handle; the last close callback frees s. */
 static void
 teardown(struct smpp *s)
 {
@@ -1929,6 +1960,7 @@ teardown(struct smpp *s)
     uv_close((uv_handle_t *)&s->flush, on_handle_closed);
 }
 
+/* One handle closed; after the last, free and tell the channel. */
 static void
 on_handle_closed(uv_handle_t *h)
 {
@@ -1968,6 +2000,7 @@ check_close(struct smpp *s)
     teardown(s);
 }
 
+/* channel_ops.close: hand back queued work, drain, unbind. */
 static void
 smpp_close(struct channel *ch)
 {
@@ -2004,6 +2037,7 @@ smpp_close(struct channel *ch)
     check_close(s);
 }
 
+/* channel_ops.stats. */
 static void
 smpp_stats(struct channel *ch, struct channel_stats *out)
 {

@@ -38,6 +38,7 @@ smpp_put32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+/* See smpp_int.h: the 4-byte length is checked before anything. */
 int
 smpp_frame(const uint8_t *p, size_t n, size_t max_pdu, struct smpp_hdr *h)
 {
@@ -64,6 +65,7 @@ smpp_frame(const uint8_t *p, size_t n, size_t max_pdu, struct smpp_hdr *h)
     return 1;
 }
 
+/* See smpp_int.h. */
 int
 smpp_cmd_known(uint32_t cmd)
 {
@@ -84,6 +86,7 @@ smpp_cmd_known(uint32_t cmd)
     }
 }
 
+/* See smpp_int.h. */
 size_t
 smpp_pack_header(uint8_t *b, uint32_t cmd, uint32_t status, uint32_t seq,
                  int nul_body)
@@ -99,6 +102,7 @@ smpp_pack_header(uint8_t *b, uint32_t cmd, uint32_t status, uint32_t seq,
     return n;
 }
 
+/* See smpp_int.h. */
 int
 smpp_resp_id(const uint8_t *pdu, size_t len, size_t max, char *id,
              size_t cap)
@@ -223,6 +227,7 @@ take_tlv(struct smpp_deliver *d, unsigned tag, const uint8_t *v, size_t l)
     }
 }
 
+/* See smpp_int.h: the mandatory fields, then the TLVs. */
 uint32_t
 smpp_parse_deliver(struct smpp_deliver *d, const uint8_t *pdu, size_t len)
 {
@@ -274,6 +279,7 @@ smpp_parse_deliver(struct smpp_deliver *d, const uint8_t *pdu, size_t len)
     return 0;
 }
 
+/* See smpp_int.h. */
 int
 smpp_is_receipt(const struct smpp_deliver *d)
 {
@@ -284,12 +290,14 @@ smpp_is_receipt(const struct smpp_deliver *d)
 
 /* ---- receipt text ---- */
 
+/* Space, tab, CR or LF. */
 static int
 blank(uint8_t c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* ASCII lower case. */
 static int
 lower(int c)
 {
@@ -308,6 +316,7 @@ starts(const char *p, size_t n, const char *key, size_t klen)
     return 1;
 }
 
+/* See smpp_int.h: key by key, values up to the next blank. */
 int
 smpp_rtext_parse(struct smpp_rtext *r, const uint8_t *p, size_t n)
 {
@@ -381,6 +390,7 @@ smpp_rtext_parse(struct smpp_rtext *r, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* See smpp_int.h: the first five letters decide. */
 enum receipt_state
 smpp_stat_state(const char *w, size_t n, int *known)
 {
@@ -405,6 +415,7 @@ smpp_stat_state(const char *w, size_t n, int *known)
     return RCPT_ENROUTE;
 }
 
+/* See smpp_int.h. */
 enum receipt_state
 smpp_msgstate_state(uint8_t v)
 {
@@ -420,6 +431,7 @@ smpp_msgstate_state(uint8_t v)
     }
 }
 
+/* See smpp_int.h. */
 const char *
 smpp_msgstate_word(uint8_t v)
 {
@@ -431,6 +443,7 @@ smpp_msgstate_word(uint8_t v)
     return v < sizeof words / sizeof words[0] ? words[v] : "UNKNOWN";
 }
 
+/* See smpp_int.h. */
 void
 smpp_neterr_format(char *out, size_t cap, const uint8_t *p, size_t n)
 {
@@ -453,6 +466,7 @@ smpp_neterr_format(char *out, size_t cap, const uint8_t *p, size_t n)
 
 /* ---- ids ---- */
 
+/* A hex digit? */
 static int
 is_hex(uint8_t c)
 {
@@ -460,12 +474,14 @@ is_hex(uint8_t c)
            (c >= 'A' && c <= 'F');
 }
 
+/* The value of a hex digit. */
 static unsigned
 hex_val(uint8_t c)
 {
     return c <= '9' ? (unsigned)(c - '0') : (unsigned)(lower(c) - 'a' + 10);
 }
 
+/* See smpp_int.h for the rule. */
 int
 smpp_id_norm(char *out, size_t cap, const uint8_t *id, size_t n,
              enum smpp_id_fmt fmt)
@@ -546,6 +562,7 @@ copy_word(char *dst, size_t cap, const char *p, size_t n)
     dst[i] = '\0';
 }
 
+/* See smpp_int.h: TLVs first, then the text. */
 int
 smpp_dlr_decode(struct smpp_dlr *r, const struct smpp_deliver *d,
                 enum smpp_id_fmt fmt)
@@ -617,6 +634,7 @@ decode_coding(uint8_t dc)
     return 0x03;
 }
 
+/* See smpp_int.h. */
 int
 smpp_mo_text(struct buf *out, const struct smpp_deliver *d)
 {
@@ -634,6 +652,7 @@ smpp_mo_text(struct buf *out, const struct smpp_deliver *d)
     return sms_decode(out, decode_coding(d->data_coding), b, n);
 }
 
+/* See smpp_int.h. */
 void
 smpp_addr_format(char *out, size_t cap, const char *addr, uint8_t ton)
 {
@@ -650,6 +669,7 @@ smpp_addr_format(char *out, size_t cap, const char *addr, uint8_t ton)
 
 /* ---- statuses ---- */
 
+/* See smpp_int.h. */
 const char *
 smpp_status_name(uint32_t st)
 {
@@ -689,6 +709,7 @@ smpp_status_name(uint32_t st)
     return NULL;
 }
 
+/* See smpp_int.h: Kannel's split, plus RINVBNDSTS. */
 enum smpp_status_class
 smpp_status_class(uint32_t st)
 {
@@ -707,6 +728,7 @@ smpp_status_class(uint32_t st)
     }
 }
 
+/* See smpp_int.h. */
 void
 smpp_status_text(char *out, size_t cap, uint32_t st)
 {

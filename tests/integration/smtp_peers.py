@@ -27,7 +27,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -40,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 PYTHON = "/usr/bin/python3"     # Debian's, with python3-aiosmtpd
 
 sys.path.insert(0, HERE)
-from harness import TestFailure, check, free_port, wait_until  # noqa: E402
+from harness import check, free_port, wait_until  # noqa: E402
 
 STRICT = email.policy.default.clone(raise_on_defect=True)
 
@@ -300,6 +299,76 @@ class SmtpSink:
             self.fh.close()
 
 
+class ScriptPeer:
+    """A scripted SMTP peer for protocol cases: each connection runs the
+    script, a list of ("send", bytes) | ("until", bytes) -- read until the
+    bytes arrive -- | ("sleep", seconds) | ("close",). What each
+    connection received is kept in .received (a list of bytes)."""
+
+    def __init__(self, script):
+        self.script = script
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    @property
+    def url(self):
+        return "smtp://127.0.0.1:%d" % self.port
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._run, args=(c,), daemon=True).start()
+
+    def _run(self, c):
+        got = bytearray()
+        self.received.append(got)
+        c.settimeout(5)
+        try:
+            for step in self.script:
+                if step[0] == "send":
+                    c.sendall(step[1])
+                elif step[0] == "until":
+                    while step[1] not in got:
+                        b = c.recv(65536)
+                        if not b:
+                            return
+                        got += b
+                    # what follows the marker counts toward the next step
+                elif step[0] == "sleep":
+                    time.sleep(step[1])
+                elif step[0] == "close":
+                    break
+            c.settimeout(0.5)
+            while True:         # take what else comes (QUIT) until closed
+                b = c.recv(65536)
+                if not b:
+                    break
+                got += b
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(2)
+        self.sock.close()
+
+
 # ---- smtp_drive ----
 
 _built = {}
@@ -359,7 +428,7 @@ list_id = "Shop news <news.example.org>"
 max_connections = {conns}
 max_messages_per_connection = {per_conn}
 connect_timeout_ms = 2000
-timeout_ms = 10000
+timeout_ms = {timeout_ms}
 backoff_ms = {backoff}
 close_grace_ms = 2000
 """
@@ -367,10 +436,11 @@ close_grace_ms = 2000
 
 def provider_toml(name, url, conns=4, per_conn=100, backoff=200,
                   from_="Shop <news@example.org>", extra="",
-                  transport="pipelined", tls="off"):
+                  transport="pipelined", tls="off", timeout_ms=10000):
     return PROVIDER.format(name=name, url=url, conns=conns,
                            per_conn=per_conn, backoff=backoff,
-                           from_=from_, transport=transport, tls=tls) + extra
+                           from_=from_, transport=transport, tls=tls,
+                           timeout_ms=timeout_ms) + extra
 
 
 TRANSPORTS = ("pipelined", "libcurl")
@@ -378,13 +448,15 @@ TRANSPORTS = ("pipelined", "libcurl")
 
 def drive(workdir, url, specs=None, n=None, conns=4, per_conn=100,
           inflight=1000, close_after=None, extra="", timeout=300,
-          backoff=200, quiet=False, transport="pipelined", tls="off"):
+          backoff=200, quiet=False, transport="pipelined", tls="off",
+          timeout_ms=10000):
     """Run smtp_drive against url. Returns (outcomes, summary, stderr)."""
     exe = build_drive()
     conf = os.path.join(workdir, "drive-%d.toml" % free_port())
     with open(conf, "w") as f:
         f.write(provider_toml("p", url, conns, per_conn, backoff,
-                              extra=extra, transport=transport, tls=tls))
+                              extra=extra, transport=transport, tls=tls,
+                              timeout_ms=timeout_ms))
     args = [exe, "-c", conf, "-p", "p", "-i", str(inflight)]
     if specs is not None:
         sp = conf[:-5] + ".jsonl"

@@ -140,6 +140,83 @@ def test_smpp_encoder_failures(ctx):
         check(gw.stop() == 0, "gatewayd exit 0")
 
 
+def _tlvs(sub):
+    return {t["tag"]: t["value"] for t in sub["tlvs"]}
+
+
+def test_smpp_concat_modes_and_validity(ctx):
+    red = ctx.redis()
+    r = red.client()
+    def text(i):
+        return "Hi , code %d " % i + LONG_UCS2
+    for k, mode in enumerate(("udh16", "sar", "payload")):
+        with FakeSmsc(ctx.workdir, name="fake_" + mode) as smsc:
+            gw = _gateway(ctx, red, smsc.port, concat=mode).start()
+            i = 10 * k
+            xadd_jobs(r, [message_job(i, channel="sms",
+                                      vars={"n": i, "offer": " " + LONG_UCS2},
+                                      deliver_by="2099-01-02T03:04:05Z")])
+            wait_until(lambda: _state(r, i) == "accepted", 15, mode)
+            subs = smsc.submits()
+            check(all(s["lib_ok"] is True and s["status"] == 0
+                      for s in subs), "libsmpp34 reads them: %r" % subs)
+            check(all(s["validity_period"] == "990102030405000+"
+                      for s in subs), "absolute validity from deliver_by: %r"
+                  % [s["validity_period"] for s in subs])
+            if mode == "udh16":
+                check(len(subs) == 3, "3 parts")
+                body = b""
+                for n, p in enumerate(sorted(subs, key=lambda p: p["udh"])):
+                    udh = bytes.fromhex(p["udh"])
+                    check(len(udh) == 7 and udh[:3] == b"\x06\x08\x04" and
+                          udh[5:] == bytes([3, n + 1]), "UDH16: %s"
+                          % p["udh"])
+                    body += bytes.fromhex(p["body"])
+                check(body.decode("utf-16-be") == text(i), "joined")
+            elif mode == "sar":
+                check(len(subs) == 3, "3 parts")
+                seqs = set()
+                refs = set()
+                body = b""
+                for p in sorted(subs, key=lambda p: _tlvs(p)[0x020F]):
+                    t = _tlvs(p)
+                    check(p["esm_class"] & 0x40 == 0 and p["udh"] == "",
+                          "no UDH with SAR")
+                    check(t[0x020E] == "03", "sar_total_segments 3")
+                    seqs.add(t[0x020F])
+                    refs.add(t[0x020C])
+                    body += bytes.fromhex(p["short_message"])
+                check(seqs == {"01", "02", "03"} and len(refs) == 1,
+                      "sar_segment_seqnum 1..3, one sar_msg_ref_num")
+                check(body.decode("utf-16-be") == text(i), "joined")
+            else:
+                check(len(subs) == 1, "one submit_sm: %d" % len(subs))
+                p = subs[0]
+                t = _tlvs(p)
+                check(p["sm_length"] == 0 and 0x0424 in t,
+                      "message_payload with sm_length 0")
+                check(bytes.fromhex(t[0x0424]).decode("utf-16-be") ==
+                      text(i), "payload text")
+            check(gw.stop() == 0, "gatewayd exit 0")
+
+
+def test_smpp_window_respected(ctx):
+    red = ctx.redis()
+    r = red.client()
+    # the fake holds every response 150 ms and answers 0x14 beyond 3
+    # outstanding: a window of 3 never sees one
+    with FakeSmsc(ctx.workdir, "--window", "3", "--slow-ms", "150") as smsc:
+        gw = _gateway(ctx, red, smsc.port, window=3).start()
+        xadd_jobs(r, _sms_jobs(20))
+        wait_until(lambda: _all_in(r, range(20), {"accepted"}), 30,
+                   "all accepted")
+        st = smsc.stats()
+        check(st["window_full"] == 0, "never more than 3 outstanding: %r"
+              % st)
+        check(st["submits"] == 20, "each once: %r" % st)
+        check(gw.stop() == 0, "gatewayd exit 0")
+
+
 # ---- outcomes ----
 
 def test_smpp_reject_is_permanent(ctx):
@@ -169,9 +246,21 @@ def test_smpp_throttle_deferred_then_sent(ctx):
     with FakeSmsc(ctx.workdir, "--throttle-every", "4") as smsc:
         gw = _gateway(ctx, red, smsc.port, throttle_pause_ms=200,
                       window=5).start()
-        xadd_jobs(r, _sms_jobs(30))
-        wait_until(lambda: _all_in(r, range(30), {"accepted"}), 60,
+        xadd_jobs(r, _sms_jobs(30) + [
+            message_job(100 + i, channel="sms",
+                        vars={"n": 100 + i, "offer": " " + LONG_UCS2})
+            for i in range(4)])
+        wait_until(lambda: _all_in(r, list(range(30)) +
+                                   [100, 101, 102, 103], {"accepted"}), 60,
                    "all accepted in the end")
+        for i in range(100, 104):
+            ok = [s for s in smsc.submits() if s["status"] == 0 and
+                  s["destination_addr"] == "49151%08d" % i]
+            check(len(ok) == 3 and len({s["udh"] for s in ok}) == 3,
+                  "each part accepted exactly once: %r"
+                  % [s["udh"] for s in ok])
+            pid = r.hget("gw:msg:m-sms-%d" % i, "provider_id")
+            check(len(pid.split(",")) == 3, "3 ids: %r" % pid)
         st = smsc.stats()
         check(st["throttled"] >= 7, "throttled: %r" % st)
         retried = [i for i in range(30)

@@ -23,10 +23,9 @@ import os
 import re
 import time
 
-import smtp_peers
 from harness import GATEWAYD, check, wait_until, xadd_jobs
-from smtp_peers import (TRANSPORTS, Aiosmtpd, SmtpSink, check_lines, drive,
-                        mime_files, parse_strict)
+from smtp_peers import (TRANSPORTS, Aiosmtpd, ScriptPeer, SmtpSink,
+                        check_lines, drive, mime_files, parse_strict)
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAC"
@@ -484,6 +483,73 @@ def _tls(ctx, transport):
         peer.stop()
         plain.stop()
         smtps.stop()
+
+
+GREET = [("send", b"220 peer ESMTP\r\n"), ("until", b"EHLO"),
+         ("until", b"\r\n"), ("send", b"250-peer\r\n250 PIPELINING\r\n")]
+GROUP = [("until", b"DATA\r\n")]
+BODY = [("until", b"\r\n.\r\n")]
+
+# Protocol cases for our transaction code ("pipelined"), in the manner of
+# curl's tests/data: what the peer sends and waits for, the outcome, and
+# what must (not) be on the wire.
+PROTOCOL_CASES = [
+    ("accepted, queue id",
+     GREET + GROUP + [("send", b"250 ok\r\n250 ok\r\n354 go\r\n")] + BODY +
+     [("send", b"250 2.0.0 Ok: queued as ABC123\r\n")],
+     "ok", "250 2.0.0 Ok: queued as ABC123", b"RSET"),
+    ("replies a byte at a time, multi-line final",
+     GREET + GROUP +
+     [("send", bytes([b])) for b in b"250 ok\r\n250 ok\r\n354 go\r\n"] +
+     BODY + [("send", b"250-first line\r\n250 2.0.0 id=XYZ\r\n")],
+     "ok", "250 first line 2.0.0 id=XYZ", None),
+    ("MAIL refused, the server still says 354: empty data, then RSET",
+     GREET + GROUP + [("send", b"550 5.7.1 sender refused\r\n"
+                               b"250 ok\r\n354 go\r\n"),
+                      ("until", b".\r\n"), ("send", b"554 no valid\r\n"),
+                      ("until", b"RSET\r\n"), ("send", b"250 reset\r\n")],
+     "permfail", "MAIL: 550 5.7.1 sender refused", None),
+    ("a reply line too long",
+     GREET + GROUP + [("send", b"250 " + b"x" * 9000)],
+     "tempfail", "reply line too long", None),
+    ("not an SMTP reply",
+     GREET + GROUP + [("send", b"HELLO THERE\r\n")],
+     "tempfail", "not an SMTP reply", None),
+    ("greeting refused",
+     [("send", b"554 5.3.2 go away\r\n")],
+     "tempfail", "session refused: 554 5.3.2 go away", b"MAIL"),
+    ("no reply to the end of data in time",
+     GREET + GROUP + [("send", b"250 ok\r\n250 ok\r\n354 go\r\n")] + BODY +
+     [("sleep", 3)],
+     "tempfail", "no reply to end of data within 1000 ms", None),
+]
+
+
+def test_protocol_cases(ctx):
+    spec = [{"key": "p1", "to": "a@example.org", "subject": "s",
+             "text": ".leading dot\n", "html": "<p>x</p>"}]
+    for name, script, res, reply, absent in PROTOCOL_CASES:
+        peer = ScriptPeer(script).start()
+        try:
+            out, _, _ = drive(ctx.workdir, peer.url, specs=spec, conns=1,
+                              timeout_ms=1000)
+            o = out["p1"]
+            check(o["result"] == res and o["reply"] == reply,
+                  "%s: %r" % (name, o))
+            wire = b"".join(peer.received)
+            if absent:
+                check(absent not in wire, "%s: no %r on the wire: %r"
+                      % (name, absent, wire[-300:]))
+            if res == "ok":
+                # one group MAIL+RCPT+DATA, dot-stuffed data, QUIT at close
+                check(b"MAIL FROM:<bounces+p1@example.org> SIZE=" not in wire
+                      and b"MAIL FROM:<bounces+p1@example.org>\r\n"
+                      b"RCPT TO:<a@example.org>\r\nDATA\r\n" in wire,
+                      "%s: pipelined group: %r" % (name, wire[:200]))
+                check(wire.endswith(b"\r\n.\r\nQUIT\r\n"), "%s: %r"
+                      % (name, wire[-40:]))
+        finally:
+            peer.stop()
 
 
 def test_slow_final_reply_does_not_block(ctx):

@@ -253,8 +253,8 @@ test_encoded_words(void **state)
 {
     static const char *const subjects[] = {
         "Grüße aus Köln – Frühlingsangebot für Sie",
-        "春のセール：全商品２０％オフ！今すぐチェックしてください。"
-        "期間限定のお得なキャンペーンです。お見逃しなく！",
+        ("春のセール：全商品２０％オフ！今すぐチェックしてください。"
+         "期間限定のお得なキャンペーンです。お見逃しなく！"),
         "🎉🎉🎉 Party 🎉 time 👩‍👩‍👧‍👦 famille 🇫🇷🇩🇪 fin 🎉🎉🎉🎉🎉🎉🎉🎉",
         "  two  spaces and a\ttab  ",
         "looks like =?utf-8?q?an=20encoded?= word",
