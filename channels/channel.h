@@ -114,6 +114,11 @@ typedef void channel_closed_cb(struct channel *ch, void *arg);
 struct channel_stats {
     uint64_t sent, tempfail, permfail;
     unsigned inflight;
+    unsigned connections;       /* open now (connections, binds) */
+    uint64_t connections_opened;
+    uint64_t replies[6];        /* provider replies by class: [2] = 2xx */
+    unsigned alarm;             /* 1: the provider refuses us (bad
+                                   credentials): an operator must act */
 };
 
 struct channel_ops {

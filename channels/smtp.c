@@ -2080,6 +2080,9 @@ smtp_stats(struct channel *ch, struct channel_stats *out)
 
     *out = s->st;
     out->inflight = s->ninflight;
+    out->connections = (unsigned)s->nconns;
+    out->connections_opened = s->conns_opened;
+    memcpy(out->replies, s->replies, sizeof out->replies);
 }
 
 const struct channel_ops smtp_ops = {

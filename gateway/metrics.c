@@ -144,6 +144,55 @@ metrics_render(struct gw *g, struct buf *b)
          "Largest event-loop lag seen since start.");
     buf_printf(b, "gw_event_loop_lag_max_seconds %.6f\n", m->lag_max);
 
+    {
+        struct channel_stats cs[CONF_MAX_PROVIDERS];
+
+        for (size_t i = 0; i < g->nchan; i++)
+            ch_stats(g->chan[i], &cs[i]);
+        head(b, "gw_provider_messages_total", "counter",
+             "Sends by provider and outcome, as the channel saw them.");
+        for (size_t i = 0; i < g->nchan; i++) {
+            const char *p = g->chan[i]->conf->name;
+            buf_printf(b, "gw_provider_messages_total{provider=\"%s\","
+                       "outcome=\"sent\"} %llu\n", p,
+                       (unsigned long long)cs[i].sent);
+            buf_printf(b, "gw_provider_messages_total{provider=\"%s\","
+                       "outcome=\"tempfail\"} %llu\n", p,
+                       (unsigned long long)cs[i].tempfail);
+            buf_printf(b, "gw_provider_messages_total{provider=\"%s\","
+                       "outcome=\"permfail\"} %llu\n", p,
+                       (unsigned long long)cs[i].permfail);
+        }
+        head(b, "gw_provider_inflight", "gauge",
+             "Messages handed to the provider's channel, not yet answered.");
+        for (size_t i = 0; i < g->nchan; i++)
+            buf_printf(b, "gw_provider_inflight{provider=\"%s\"} %u\n",
+                       g->chan[i]->conf->name, cs[i].inflight);
+        head(b, "gw_provider_connections", "gauge",
+             "Connections (SMTP) or binds (SMPP) open to the provider.");
+        for (size_t i = 0; i < g->nchan; i++)
+            buf_printf(b, "gw_provider_connections{provider=\"%s\"} %u\n",
+                       g->chan[i]->conf->name, cs[i].connections);
+        head(b, "gw_provider_connections_opened_total", "counter",
+             "Connections (or binds) opened to the provider.");
+        for (size_t i = 0; i < g->nchan; i++)
+            buf_printf(b, "gw_provider_connections_opened_total{provider="
+                       "\"%s\"} %llu\n", g->chan[i]->conf->name,
+                       (unsigned long long)cs[i].connections_opened);
+        head(b, "gw_provider_replies_total", "counter",
+             "Provider replies by class (2xx, 4xx, 5xx for SMTP).");
+        for (size_t i = 0; i < g->nchan; i++)
+            for (int c = 2; c <= 5; c++)
+                buf_printf(b, "gw_provider_replies_total{provider=\"%s\","
+                           "class=\"%dxx\"} %llu\n", g->chan[i]->conf->name,
+                           c, (unsigned long long)cs[i].replies[c]);
+        head(b, "gw_provider_alarm", "gauge",
+             "1 when the provider refuses our credentials.");
+        for (size_t i = 0; i < g->nchan; i++)
+            buf_printf(b, "gw_provider_alarm{provider=\"%s\"} %u\n",
+                       g->chan[i]->conf->name, cs[i].alarm);
+    }
+
     head(b, "gw_build_info", "gauge", "Version and commit of this build.");
     return buf_printf(b, "gw_build_info{version=\"%s\",commit=\"%s\"} 1\n",
                       GW_VERSION, GW_COMMIT);

@@ -23,7 +23,7 @@ import os
 import re
 import time
 
-from harness import GATEWAYD, check, wait_until, xadd_jobs
+from harness import promtool_check, GATEWAYD, check, wait_until, xadd_jobs
 from smtp_peers import (TRANSPORTS, Aiosmtpd, ScriptPeer, SmtpSink,
                         check_lines, drive, mime_files, parse_strict)
 
@@ -728,6 +728,19 @@ def test_gateway_sink_volume(ctx):
         took = time.monotonic() - t0
         wait_until(lambda: int(r.hget("gw:campaign:vol", "n_accepted") or 0)
                    == n, 30, "all accepted in the ledger")
+        # Per-provider metrics: what the channel saw, its connections and
+        # the replies by class; and the whole page passes promtool.
+        m = gw.metrics()
+        prov = [k for k in m["gw_provider_messages_total"]
+                if 'outcome="sent"' in k and "outbox" not in k]
+        check(len(prov) == 1 and
+              m["gw_provider_messages_total"][prov[0]] == n,
+              "provider sent metric: %r" % m["gw_provider_messages_total"])
+        check(max(m["gw_provider_connections"].values()) <= 4,
+              "at most 4 connections open: %r" % m["gw_provider_connections"])
+        check(sum(v for k, v in m["gw_provider_replies_total"].items()
+                  if '2xx' in k) >= n, "2xx replies counted")
+        promtool_check(gw.metrics_text())
         check(gw.stop() == 0, "clean exit")
         wait_until(lambda: sink.counters()["sess"] >= 4, 10, "sessions end")
         c = sink.counters()
