@@ -79,8 +79,9 @@ build/bench/%: tests/unit/%.c $(OBJ)
 	@$(CC) $(ALLCFLAGS) $< $(OBJ) $(PKGLIBS) -o $@
 
 BENCHES := bench_mustache bench_template
-bench: $(BENCHES:%=build/bench/%)
+bench: $(BENCHES:%=build/bench/%) bin/gatewayd
 	@for b in $(BENCHES); do echo "== $$b"; build/bench/$$b; done
+	@echo "== bench_smtp"; /usr/bin/python3 bench/bench_smtp.py
 
 build/test/%: tests/unit/%.c $(OBJ)
 	@mkdir -p build/test
