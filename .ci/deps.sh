@@ -16,3 +16,11 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends $PKGS
+# The npm smpp package's server is the independent SMSC of the SMPP tests.
+# Node.js and npm come with the machine (never apt-get them: they clash).
+if command -v npm >/dev/null 2>&1; then
+    npm install --no-audit --no-fund --prefix "$(dirname "$0")/../build/npm" \
+        smpp@0.5.1
+else
+    echo "deps: npm not found; the SMPP tests against node-smpp will fail" >&2
+fi
