@@ -2037,7 +2037,10 @@ smpp_close(struct channel *ch)
     check_close(s);
 }
 
-/* channel_ops.stats. */
+/* channel_ops.stats. The session counters (binds up, bind failures, the
+ * credentials alarm: s->x) wait for struct channel_stats to have fields
+ * for them; until then they are in the log (bind refusals at error
+ * level) and in the summary line at close. */
 static void
 smpp_stats(struct channel *ch, struct channel_stats *out)
 {
@@ -2045,6 +2048,9 @@ smpp_stats(struct channel *ch, struct channel_stats *out)
 
     *out = s->st;
     out->inflight = s->nmsgs;
+    out->connections = s->x.binds_up;
+    out->connections_opened = s->x.binds_ok;
+    out->alarm = s->x.alarm != 0;
 }
 
 const struct channel_ops smpp_ops = {

@@ -248,6 +248,14 @@ on_sent(struct message *m, const struct send_outcome *o, void *arg)
     case SEND_TEMPFAIL:
         break;
     }
+    if (o->in_doubt && !d->g->conf->channel[d->ch].in_doubt_resend) {
+        /* The provider may have taken it (no response in time): sending
+         * again could double it. Held for an operator instead. */
+        snprintf(reason, sizeof reason, "in doubt, not resent (in_doubt = "
+                 "hold): %s", o->reply ? o->reply : "no response");
+        outcome(d, ST_FAILED, reason);
+        return;
+    }
     if ((d->due = retry_at(d)) == 0) {
         snprintf(reason, sizeof reason, "%s after %d attempts: %s",
                  d->expires && gw_now_ms() >= d->expires - 1 ? "deadline"

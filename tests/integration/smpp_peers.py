@@ -262,7 +262,6 @@ def bench(n=50000, binds=2, window=100):
     SMSC (build/fakes/fake_smsc, no sanitizers). Prints submit_sm/s, the
     CPU seconds of gatewayd and its peak RSS."""
     import tempfile
-    import harness
     from harness import Gateway, RedisServer, proc_cpu_seconds, xadd_jobs
 
     os.environ.setdefault("FAKE_SMSC", os.path.join(ROOT, "build", "fakes",

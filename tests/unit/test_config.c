@@ -197,7 +197,10 @@ test_example_loads(void **state)
     assert_int_equal(c->channel[CH_SMS].in_doubt_resend, 0);
     assert_string_equal(c->channel[CH_FAX].in_doubt, "hold");
     assert_int_equal(c->channel[CH_FAX].in_doubt_resend, 0);
-    assert_int_equal(c->nprovider, 1);
+    /* the outbox, and documented examples of an SMTP and an SMPP one */
+    assert_int_equal(c->nprovider, 3);
+    assert_string_equal(conf_provider_find(c, "mail")->type, "smtp");
+    assert_string_equal(conf_provider_find(c, "sms1")->type, "smpp");
     p = conf_provider_find(c, "outbox");
     assert_non_null(p);
     assert_ptr_equal(p, &c->provider[0]);
