@@ -47,6 +47,8 @@ struct message {
     const json_t   *recipient;
     const json_t   *vars;       /* campaign or message vars, or NULL */
     int             attempt;    /* 1 on the first try */
+    int             smart_encoding; /* SMS: -1 the provider's setting, 0 off,
+                                       1 on (typographic look-alikes) */
     int64_t         deadline_ms;    /* give up after this (0: none); the
                                        SMPP validity, the fax give-up time */
     const char     *to;         /* the address: email, or E.164 number */

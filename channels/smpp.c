@@ -1875,6 +1875,11 @@ smpp_send(struct channel *ch, struct message *m, channel_done_cb *cb,
     char reason[160];
     int rc;
 
+    /* The campaign may switch smart encoding either way. */
+    if (m->smart_encoding > 0)
+        o.flags |= SMS_SMART;
+    else if (m->smart_encoding == 0)
+        o.flags &= ~(unsigned)SMS_SMART;
     if (s->closing)
         return GW_ESTATE;
     if (s->ntx == 0)

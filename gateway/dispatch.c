@@ -592,6 +592,10 @@ dmsg_new(struct gw *g, struct entry *e, enum gw_channel ch)
     if (!d->m.customer)
         d->m.customer = "";
     d->body = json_string_value(json_object_get(doc, "body"));
+    {
+        json_t *se = json_object_get(doc, "smart_encoding");
+        d->m.smart_encoding = se ? json_is_true(se) : -1;
+    }
     d->system = json_is_true(json_object_get(doc, "system"));
     {
         static const char *const contact[CH_COUNT] = { "email", "phone",

@@ -648,6 +648,9 @@ message_payload(const struct job *j, const json_t *recipient,
         json_object_set_new(o, "expires", json_integer(j->expires_ms));
     if (j->send_at_ms)
         json_object_set_new(o, "send_at", json_integer(j->send_at_ms));
+    if (j->smart_encoding >= 0)
+        json_object_set_new(o, "smart_encoding",
+                            json_boolean(j->smart_encoding));
     json_object_set(o, "recipient", (json_t *)recipient);
     if (j->vars && !campaign)
         json_object_set(o, "vars", j->vars);

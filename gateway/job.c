@@ -360,6 +360,14 @@ check_common(struct job *j, char reason[JOB_REASON_MAX])
     j->class = cls;
     if (get_obj(j->root, "vars", &j->vars, reason) < 0)
         return GW_EINVAL;
+    {
+        json_t *se = json_object_get(j->root, "smart_encoding");
+        j->smart_encoding = -1;
+        if (se && !json_is_boolean(se))
+            return why(reason, "smart_encoding: must be true or false");
+        if (se)
+            j->smart_encoding = json_is_true(se);
+    }
     return 0;
 }
 
@@ -397,7 +405,7 @@ parse_campaign(struct job *j, const struct config *conf,
     static const char *const fields[] = {
         "type", "id", "channel", "template", "provider", "audience",
         "send_at", "expires", "window", "budget", "class", "fallback",
-        "vars", "variants", NULL
+        "vars", "variants", "smart_encoding", NULL
     };
     json_t *aud, *budget, *fb, *var;
 
@@ -479,7 +487,8 @@ parse_message(struct job *j, const struct config *conf,
 {
     static const char *const fields[] = {
         "type", "id", "channel", "template", "provider", "recipient",
-        "send_at", "deliver_by", "expires", "class", "vars", NULL
+        "send_at", "deliver_by", "expires", "class", "vars", "smart_encoding",
+        NULL
     };
     const char *tz = NULL;
     int64_t deliver_by = 0;

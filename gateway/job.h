@@ -36,6 +36,7 @@ struct job {
     const char     *provider;   /* resolved: the job's or the default */
     const char     *template;
     const char     *class;      /* "marketing" | "transactional" */
+    int             smart_encoding; /* -1 unset, 0, 1 */
     int64_t         send_at_ms; /* 0 = now */
     int64_t         expires_ms; /* 0 = none */
     /* campaign */
