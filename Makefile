@@ -150,6 +150,7 @@ fuzz-run: fuzz
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p build/fuzz
 	clang $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined \
 	    $(PKGCFLAGS) -I. -Icommon $^ $(PKGLIBS) -o $@
 
 style:

@@ -245,7 +245,7 @@ check_domain(const char *d, const char *what, char *reason, size_t len)
         return why(reason, len, "%s: empty domain", what);
     for (const char *p = d;; p++) {
         if (*p == '.' || !*p) {
-            if (label == 0 || p[-1] == '-' || p[-label] == '-')
+            if (label == 0 || p[-1] == '-' || *(p - label) == '-')
                 return why(reason, len, "%s: bad domain '%s'", what, d);
             if (!*p)
                 break;
