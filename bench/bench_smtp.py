@@ -109,6 +109,7 @@ def one_run(work):
         procs.append(gw)
         wait(lambda: _healthy(hport), 20, "gatewayd")
         cpu0, _ = proc_stat(gw.pid)
+        rcpu0, _ = proc_stat(procs[0].pid)
         t0 = time.monotonic()
         r.xadd("gw:jobs", {"job": json.dumps(
             {"type": "campaign", "id": "bench", "channel": "email",
@@ -117,6 +118,10 @@ def one_run(work):
              600, "%d accepted" % N)
         took = time.monotonic() - t0
         cpu1, hwm = proc_stat(gw.pid)
+        rcpu1, _ = proc_stat(procs[0].pid)
+        print("    redis-server %.2f s CPU (%.0f%% of a core), gatewayd %.2f s"
+              " in %.2f s" % (rcpu1 - rcpu0, 100 * (rcpu1 - rcpu0) / took,
+                              cpu1 - cpu0, took))
         gw.terminate()
         gw.wait(60)
         return N / took, (cpu1 - cpu0) * 1000 / N, hwm
