@@ -20,7 +20,7 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = int(os.environ.get("BENCH_N", "100000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-CONNS = 16
+CONNS = int(os.environ.get("BENCH_CONNS", "16"))
 
 
 def free_port():
