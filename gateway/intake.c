@@ -372,18 +372,34 @@ read_live(struct gw *g)
         return;
     for (int k = 0; k < S_COUNT; k++) {
         struct stream *s = &g->streams[k];
+        /* a batch, but never more than half the cap (batch > cap would
+         * only read when idle) */
+        unsigned want = s->batch < s->max_inflight / 2 ? s->batch
+                                                        : s->max_inflight / 2;
         unsigned room;
 
+        if (want == 0)
+            want = 1;
         if (!s->live)
             continue;
-        if (k != S_JOBS && dispatch_inflight(g) >= g->conf->max_inflight)
-            continue;
+        if (k != S_JOBS && dispatch_inflight(g) + want >
+                               (unsigned)g->conf->max_inflight &&
+            dispatch_inflight(g) > 0)
+            /* Dispatch is full. No blocking read now, not even for
+             * gw:jobs alone: it would hold the connection for block_ms
+             * while room frees up. Finishing messages kick us again. */
+            return;
         if (k == S_JOBS && expander_busy(g))
             continue;           /* one expansion at a time per process */
         room = s->max_inflight > s->inflight ? s->max_inflight - s->inflight
                                              : 0;
-        if (room == 0)
+        /* Wait until a whole batch fits rather than reading the few free
+         * slots one round trip at a time. */
+        if (room == 0 || (room < want && s->inflight > 0)) {
+            if (k != S_JOBS)
+                return;         /* as above: do not block on the rest */
             continue;
+        }
         if (room < c)
             c = room;
         keys[ns++] = s->key;
