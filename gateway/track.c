@@ -83,9 +83,21 @@ static const char prelude[] =
 "  if setstate(mk, ev, ck, new, reason, nil) then return new end\n"
 "  return 'late'\n"
 "end\n"
-"local function create(mk, key, camp, cust, ch, prov)\n"
+/* The setter's creation form: a new ledger entry moves '' -> queued
+ * (checked against the same table) with its event, written from the
+ * values at hand instead of read back, since creation is on the hot
+ * path of every message. */
+"local function create(mk, ev, ck, key, camp, cust, ch, prov, reason)\n"
+"  if not ALLOWED[''][\"queued\"] then return false end\n"
 "  redis.call('HSET', mk, 'key', key, 'campaign', camp, 'customer', cust,\n"
-"    'channel', ch, 'provider', prov, 'attempts', 0, 'created', NOW)\n"
+"    'channel', ch, 'provider', prov, 'attempts', 0, 'created', NOW,\n"
+"    'state', 'queued', 'updated', NOW)\n"
+"  event(ev, {'type', 'state', 'msg', key, 'campaign', camp,\n"
+"    'customer', cust, 'channel', ch, 'provider', prov, 'provider_id', '',\n"
+"    'from', '', 'to', 'queued', 'reason', reason or '', 'attempt', '0',\n"
+"    'cost', '0', 'time', NOW})\n"
+"  if ck then redis.call('HINCRBY', ck, 'n_queued', 1) end\n"
+"  return ''\n"
 "end\n";
 
 /* KEYS: campaign, queue, events, dead, ledger keys of the accepted items.
@@ -105,8 +117,7 @@ static const char expand_body[] =
 "for i = 1, nok do\n"
 "  local mk = KEYS[4 + i]\n"
 "  if redis.call('EXISTS', mk) == 0 then\n"
-"    create(mk, ARGV[a], camp, ARGV[a + 1], ch, prov)\n"
-"    setstate(mk, ev, ck, 'queued', '', nil)\n"
+"    create(mk, ev, ck, ARGV[a], camp, ARGV[a + 1], ch, prov, '')\n"
 "    redis.call('XADD', q, '*', 'm', ARGV[a + 2])\n"
 "    added = added + 1\n"
 "  else dups = dups + 1 end\n"
@@ -141,8 +152,8 @@ static const char enqueue_body[] =
 "  res[i] = 0\n"
 "  if redis.call('XACK', jobs, grp, ARGV[a]) == 1 then\n"
 "    if redis.call('EXISTS', mk) == 0 then\n"
-"      create(mk, ARGV[a + 1], '', ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])\n"
-"      setstate(mk, ev, nil, 'queued', '', nil)\n"
+"      create(mk, ev, nil, ARGV[a + 1], '', ARGV[a + 2], ARGV[a + 3],\n"
+"        ARGV[a + 4], '')\n"
 "      redis.call('XADD', q, '*', 'm', ARGV[a + 5])\n"
 "      res[i] = 1\n"
 "    end\n"
@@ -353,8 +364,7 @@ static const char mo_body[] =
 "if rkey ~= '' then\n"
 "  local mk = PFX .. 'msg:' .. rkey\n"
 "  if redis.call('EXISTS', mk) == 0 then\n"
-"    create(mk, rkey, '', '', 'sms', prov)\n"
-"    setstate(mk, ev, nil, 'queued', 'reply to ' .. act, nil)\n"
+"    create(mk, ev, nil, rkey, '', '', 'sms', prov, 'reply to ' .. act)\n"
 "    redis.call('XADD', q, '*', 'm', ARGV[10])\n"
 "  end\n"
 "end\n"

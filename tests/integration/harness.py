@@ -49,17 +49,19 @@ def wait_until(pred, timeout, what, interval=0.05):
 class RedisServer:
     """redis-server on 127.0.0.1 with AOF, so a restart keeps the data."""
 
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, aof=True):
         self.dir = os.path.join(workdir, "redis")
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
+        self.aof = aof              # benchmarks also run without it
         self.proc = None
 
     def start(self):
         self.log = open(os.path.join(self.dir, "redis.log"), "ab")
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", self.dir, "--save", "", "--appendonly", "yes",
+             "--dir", self.dir, "--save", "",
+             "--appendonly", "yes" if self.aof else "no",
              "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
              "--daemonize", "no"],
             stdout=self.log, stderr=subprocess.STDOUT)

@@ -267,7 +267,8 @@ def bench(n=50000, binds=2, window=100):
     os.environ.setdefault("FAKE_SMSC", os.path.join(ROOT, "build", "fakes",
                                                     "fake_smsc"))
     work = tempfile.mkdtemp(prefix="smpp-bench-")
-    red = RedisServer(work).start()
+    red = RedisServer(work, aof=os.environ.get("BENCH_AOF", "1") == "1"
+                      ).start()
     smsc = FakeSmsc(work, "--no-lib-check", "--window", "0").start()
     gw = None
     try:
