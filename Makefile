@@ -24,7 +24,7 @@ ALLCFLAGS = $(WARN) $(CFLAGS) $(PKGCFLAGS) -I. -Icommon \
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
 
-COMMON_SRC   := common/buf.c common/err.c common/log.c
+COMMON_SRC   := common/buf.c common/err.c common/log.c common/utf8.c
 TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c \
                 templates/template.c templates/html.c
 CHANNEL_SRC  := channels/channel.c channels/outbox.c channels/mime.c channels/smtp.c \

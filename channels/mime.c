@@ -7,6 +7,8 @@
  */
 #include "mime.h"
 
+#include "../common/utf8.h"
+
 #include "../common/err.h"
 
 #include <errno.h>
@@ -42,40 +44,6 @@ why(char *reason, size_t len, const char *fmt, ...)
     return GW_EINVAL;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left) with its
- * code point in *cp; 0 for anything else (overlong, surrogate, cut). */
-static size_t
-utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    uint32_t c = s[0], min;
-    size_t len;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if ((c & 0xe0) == 0xc0) {
-        len = 2, c &= 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3, c &= 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        len = 4, c &= 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
 /* A name for a character no header may hold, or NULL if it is fine. Every
  * one of these is a line break somewhere (CR, LF, NEL, U+2028/9, VT and FF
  * for Python's splitlines) or invisible trouble (NUL, other controls). */
@@ -97,18 +65,6 @@ bad_char(uint32_t c, char *tmp, size_t tmplen)
         return tmp;
     }
     return NULL;
-}
-
-static int
-hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static int
@@ -162,10 +118,10 @@ check_ewords(const char *s, size_t n, const char *what, char *reason,
             continue;
         if (enc == 'q') {
             for (size_t k = t; k < end && !bad; k++)
-                if (s[k] == '=' && k + 2 < end && hexval(s[k + 1]) >= 0 &&
-                    hexval(s[k + 2]) >= 0)
-                    bad = bad_byte((unsigned char)(hexval(s[k + 1]) * 16 +
-                                                   hexval(s[k + 2])));
+                if (s[k] == '=' && k + 2 < end && hex_digit(s[k + 1]) >= 0 &&
+                    hex_digit(s[k + 2]) >= 0)
+                    bad = bad_byte((unsigned char)(hex_digit(s[k + 1]) * 16 +
+                                                   hex_digit(s[k + 2])));
         } else {
             uint32_t acc = 0;
             int bits = 0, v;
@@ -321,10 +277,10 @@ check_uri(const char *u, const char *what, char *reason, size_t len)
         if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '"')
             return why(reason, len, "%s: character 0x%02X not allowed",
                        what, c);
-        if (c == '%' && i + 2 < n && hexval(u[i + 1]) >= 0 &&
-            hexval(u[i + 2]) >= 0) {
-            const char *bad = bad_byte((unsigned char)(hexval(u[i + 1]) * 16 +
-                                                       hexval(u[i + 2])));
+        if (c == '%' && i + 2 < n && hex_digit(u[i + 1]) >= 0 &&
+            hex_digit(u[i + 2]) >= 0) {
+            const char *bad = bad_byte((unsigned char)(hex_digit(u[i + 1]) * 16 +
+                                                       hex_digit(u[i + 2])));
             if (bad)
                 return why(reason, len, "%s: %%-escape decodes to %s", what,
                            bad);

@@ -7,6 +7,8 @@
  */
 #include "sms_encode.h"
 
+#include "../common/utf8.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -173,46 +175,6 @@ smart_lookup(uint32_t cp)
     return NULL;
 }
 
-/* Decode one UTF-8 character at p[0..n) (n > 0): its length, or 0 when
- * the bytes are not valid UTF-8 (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF, no truncation). */
-static size_t
-utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
-{
-    uint8_t c = p[0];
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        if (n < 2 || (p[1] & 0xC0) != 0x80)
-            return 0;
-        *cp = ((uint32_t)(c & 0x1F) << 6) | (p[1] & 0x3F);
-        return 2;
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        uint8_t lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-
-        if (n < 3 || p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80)
-            return 0;
-        *cp = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) |
-              (p[2] & 0x3F);
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        uint8_t lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-
-        if (n < 4 || p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80 ||
-            (p[3] & 0xC0) != 0x80)
-            return 0;
-        *cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) |
-              ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
-        return 4;
-    }
-    return 0;
-}
-
 /* Append the septets of GSM code g (not NONE) to it. */
 static void
 item_put(struct item *it, int g)
@@ -329,7 +291,7 @@ scan(struct sms_plan *plan, const uint8_t *t, size_t len, unsigned flags,
         if (t[i] < 0x80) {          /* the common case, no decoding */
             cp = t[i];
             k = 1;
-        } else if ((k = utf8_next(t + i, len - i, &cp)) == 0) {
+        } else if ((k = utf8_decode(t + i, len - i, &cp)) == 0) {
             plan->err_off = i;
             set_reason(plan, "invalid UTF-8 at byte %zu (0x%02zx)", i,
                        (size_t)t[i]);
@@ -394,7 +356,7 @@ walk_next(struct walk *w, struct item *it)
         cp = w->t[w->pos];
         k = 1;
     } else {    /* valid: pass 1 checked it */
-        k = utf8_next(w->t + w->pos, w->len - w->pos, &cp);
+        k = utf8_decode(w->t + w->pos, w->len - w->pos, &cp);
     }
     item_make(it, cp, w->m, w->smart, w->repl);
     w->pos += k;
@@ -624,35 +586,6 @@ sms_plan(struct sms_plan *plan, const char *text, size_t len,
     return 0;
 }
 
-/* Append code point cp as UTF-8. */
-static int
-put_utf8(struct buf *b, uint32_t cp)
-{
-    char s[4];
-    size_t n;
-
-    if (cp < 0x80) {
-        s[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        s[0] = (char)(0xC0 | (cp >> 6));
-        s[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        s[0] = (char)(0xE0 | (cp >> 12));
-        s[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        s[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        s[0] = (char)(0xF0 | (cp >> 18));
-        s[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        s[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        s[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    return buf_append(b, s, n);
-}
-
 /* The character for ESC + code: the extension table, else (per 23.038)
  * the basic table's character for code. */
 static uint32_t
@@ -714,7 +647,7 @@ sms_decode(struct buf *out, uint8_t dc, const uint8_t *p, size_t n)
                 cp = 0xFFFD;
             break;
         }
-        rc = put_utf8(out, cp);
+        rc = utf8_put(out, cp);
     }
     return rc;
 }

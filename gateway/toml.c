@@ -10,6 +10,8 @@
  * anywhere, so the parser proper never has to look for them.
  */
 #include "toml.h"
+
+#include "../common/utf8.h"
 #include "buf.h"
 #include "err.h"
 
@@ -413,48 +415,6 @@ free_parts(struct keypart *parts, int n)
         free(parts[i].s);
 }
 
-/* ---- strings ---- */
-
-static int
-put_utf8(struct buf *b, unsigned long cp)
-{
-    char u[4];
-    size_t n;
-
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | cp >> 6);
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | cp >> 12);
-        u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | cp >> 18);
-        u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    return buf_append(b, u, n);
-}
-
-static int
-hex_val(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* An escape sequence at p->pos (the backslash), appended to b. */
 static int
 parse_escape(struct parser *p, struct buf *b)
@@ -486,7 +446,7 @@ parse_escape(struct parser *p, struct buf *b)
         return 0;
     }
     for (i = 0; i < ndig; i++) {
-        if ((h = hex_val(peek_at(p, 2 + (size_t)i))) < 0)
+        if ((h = hex_digit(peek_at(p, 2 + (size_t)i))) < 0)
             return fail(p, start, "invalid escape \\%c: expected %d hex "
                         "digits", c, ndig);
         cp = cp << 4 | (unsigned long)h;
@@ -495,7 +455,7 @@ parse_escape(struct parser *p, struct buf *b)
         return fail(p, start, "escape \\%c%.*s is not a Unicode scalar "
                     "value", c, ndig, p->src + start + 2);
     p->pos += 2 + (size_t)ndig;
-    if ((rc = put_utf8(b, cp)) < 0)
+    if ((rc = utf8_put(b, (uint32_t)cp)) < 0)
         return buf_fail(p, rc, start);
     return 0;
 }
@@ -755,13 +715,13 @@ scan_digits(const char *s, size_t len, int base)
     size_t i;
     int h;
 
-    if (len == 0 || (h = hex_val((unsigned char)s[0])) < 0 || h >= base)
+    if (len == 0 || (h = hex_digit((unsigned char)s[0])) < 0 || h >= base)
         return 0;
     for (i = 1; i < len;) {
-        if ((h = hex_val((unsigned char)s[i])) >= 0 && h < base) {
+        if ((h = hex_digit((unsigned char)s[i])) >= 0 && h < base) {
             i++;
         } else if (s[i] == '_' && i + 1 < len &&
-                   (h = hex_val((unsigned char)s[i + 1])) >= 0 && h < base) {
+                   (h = hex_digit((unsigned char)s[i + 1])) >= 0 && h < base) {
             i += 2;
         } else {
             break;
@@ -780,7 +740,7 @@ to_uint(const char *s, size_t len, int base, uint64_t limit, uint64_t *out)
     for (i = 0; i < len; i++) {
         if (s[i] == '_')
             continue;
-        d = (uint64_t)hex_val((unsigned char)s[i]);
+        d = (uint64_t)hex_digit((unsigned char)s[i]);
         if (v > (limit - d) / (uint64_t)base)
             return -1;
         v = v * (uint64_t)base + d;

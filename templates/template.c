@@ -12,6 +12,7 @@
 #include "template.h"
 #include "html_int.h"
 #include "mustache.h"
+#include "utf8.h"
 #include "err.h"
 
 #include <dirent.h>
@@ -110,41 +111,18 @@ int
 tpl_utf8_check(const char *s, size_t len, size_t *bad)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
+    size_t i = 0, n;
+    uint32_t cp;
 
     while (i < len) {
-        unsigned c = p[i], need, cp, min;
-        size_t k;
-
-        if (c < 0x80) {
-            i++;
-            continue;
+        if ((n = utf8_decode(p + i, len - i, &cp)) == 0) {
+            if (bad)
+                *bad = i;
+            return -1;
         }
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1, cp = c & 0x1f, min = 0x80;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2, cp = c & 0x0f, min = 0x800;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            goto fail;
-        }
-        if (len - i <= need)
-            goto fail;
-        for (k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                goto fail;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            goto fail;
-        i += need + 1;
+        i += n;
     }
     return 0;
-fail:
-    if (bad)
-        *bad = i;
-    return -1;
 }
 
 void
