@@ -12,7 +12,7 @@ SHELL := /bin/bash
 
 CC       ?= gcc
 PKGS     := libuv hiredis libcurl libxml-2.0 jansson libh2o glib-2.0 openssl \
-            libsmpp34
+            libsmpp34 cairo pangocairo
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 COMMIT   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 WARN     := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
@@ -27,21 +27,20 @@ SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined 
 COMMON_SRC   := common/buf.c common/err.c common/log.c common/utf8.c
 TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c \
                 templates/template.c templates/html.c
-CHANNEL_SRC  := channels/channel.c channels/outbox.c channels/mime.c channels/smtp.c \
-                channels/sms_encode.c channels/smpp.c channels/smpp_pdu.c
+CHANNEL_SRC  := $(sort $(wildcard channels/*.c))
+SCHED_SRC    := $(sort $(wildcard scheduler/*.c))
 GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/redis_uv.c gateway/job.c gateway/state.c \
                 gateway/track.c gateway/intake.c gateway/expand.c \
                 gateway/dispatch.c gateway/metrics.c gateway/http.c \
                 gateway/tplcache.c gateway/inbound.c
-LIB_SRC      := $(COMMON_SRC) $(TEMPLATE_SRC) $(CHANNEL_SRC) $(GATEWAY_SRC)
+LIB_SRC      := $(COMMON_SRC) $(TEMPLATE_SRC) $(CHANNEL_SRC) $(SCHED_SRC) \
+                $(GATEWAY_SRC)
 MAIN_SRC     := gateway/main.c
 HEADERS      := $(wildcard common/*.h gateway/*.h channels/*.h templates/*.h \
                   scheduler/*.h)
 
-UNIT_TESTS := test_toml test_config test_job test_state test_mustache \
-              test_mustache_spec test_mime test_sms_encode test_smpp_pdu test_inbound \
-              test_template test_html
+UNIT_TESTS := $(sort $(basename $(notdir $(wildcard tests/unit/test_*.c))))
 
 OBJ     := $(LIB_SRC:%.c=build/obj/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=build/san/%.o)
@@ -125,7 +124,7 @@ demo: bin/gatewayd
 deps:
 	./.ci/deps.sh
 
-FUZZERS := fuzz_toml fuzz_mustache fuzz_job fuzz_sms_encode fuzz_smpp_pdu fuzz_template fuzz_mime
+FUZZERS := $(sort $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c))))
 FUZZ_SECONDS ?= 10
 fuzz: $(FUZZERS:%=build/fuzz/%)
 

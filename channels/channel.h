@@ -74,11 +74,21 @@ struct send_outcome {
     int         in_doubt;       /* TEMPFAIL where the provider may have
                                    taken it (no response in time): not
                                    to be resent blindly */
+    int         throttled;      /* TEMPFAIL because the provider asked us
+                                   to slow down (SMTP 421/451/452, SMPP
+                                   0x58/0x14, HTTP 429): halves the rate */
+    int64_t     retry_after_ms; /* the provider's Retry-After, or 0 */
+    int         units;          /* billable units: SMS segments, fax
+                                   pages; 0 = 1 message */
 };
 
 /* What a provider tells us on its own: a delivery receipt or an inbound
  * (MO) message. Strings are borrowed for the duration of the callback. */
-enum inbound_kind { IN_RECEIPT, IN_MO };
+enum inbound_kind {
+    IN_RECEIPT,             /* a delivery receipt or status webhook */
+    IN_MO,                  /* an inbound SMS */
+    IN_FAX,                 /* an inbound fax, already stored on disk */
+};
 
 enum receipt_state {
     RCPT_ENROUTE,           /* intermediate: accepted, en route, unknown */
@@ -86,6 +96,9 @@ enum receipt_state {
     RCPT_UNDELIVERABLE,
     RCPT_EXPIRED,
     RCPT_REJECTED,          /* also deleted */
+    RCPT_TEMPFAIL,          /* not delivered this time, worth another try
+                               (fax: busy, no answer): the message goes
+                               back to deferred within its deadline */
 };
 
 struct inbound {
@@ -100,6 +113,15 @@ struct inbound {
     const char        *from;          /* E.164 when the provider gives one */
     const char        *to;
     const char        *text;          /* decoded to UTF-8 */
+    /* IN_FAX (from/to above are the sender's and our fax numbers) */
+    const char        *path;          /* the stored PDF */
+    const char        *fax_id;        /* the provider's id of the fax */
+    int                pages;         /* 0: unknown */
+    /* Optional: the gateway calls done(done_arg, rc) once the event is
+     * recorded (rc 0) or could not be (rc < 0), so a webhook can answer
+     * only after its effect is durable. NULL: fire and forget. */
+    void             (*done)(void *done_arg, int rc);
+    void              *done_arg;
 };
 
 struct channel;
@@ -123,6 +145,28 @@ struct channel_stats {
                                    credentials): an operator must act */
 };
 
+/* An HTTP request routed to a channel by the gateway's server (for the fax
+ * backend: GET /media/<token>, POST /hooks/fax/<provider>). path is what
+ * follows the route's prefix. Everything is borrowed until reply runs. */
+struct ch_http_req {
+    const char *method;         /* "GET", "POST", ... (NUL-terminated) */
+    const char *route;          /* "media" or "hooks" */
+    const char *path;           /* after "/media/" or "/hooks/fax/<prov>/" */
+    const char *body;
+    size_t      body_len;       /* capped by the server (http.max_body) */
+    /* Header value by lower-case name, NUL-terminated in scratch memory
+     * owned by the request; NULL when absent. */
+    const char *(*header)(const struct ch_http_req *rq, const char *name);
+    void       *server;         /* the server's request, for header() */
+};
+
+/* Answers a ch_http_req exactly once; may be called later (after a Redis
+ * write), from the loop. body is copied. A closed client is handled by
+ * the server (the answer is dropped). */
+typedef void ch_http_reply_fn(void *reply_arg, int status,
+                              const char *content_type, const void *body,
+                              size_t len);
+
 struct channel_ops {
     const char *name;           /* the provider type: "outbox", ... */
     int  (*open)(struct channel *ch, const struct conf_provider *conf);
@@ -132,6 +176,10 @@ struct channel_ops {
     /* Finish or hand back in-flight work, then call channel_closed(). */
     void (*close)(struct channel *ch);
     void (*stats)(struct channel *ch, struct channel_stats *out);
+    /* Optional: serve an HTTP request routed to this provider. 0: reply
+     * will run once (perhaps inside this call); <0: not handled (404). */
+    int  (*http)(struct channel *ch, const struct ch_http_req *rq,
+                 ch_http_reply_fn *reply, void *reply_arg);
 };
 
 struct channel {
@@ -149,6 +197,7 @@ struct channel {
 extern const struct channel_ops outbox_ops;
 extern const struct channel_ops smtp_ops;
 extern const struct channel_ops smpp_ops;
+extern const struct channel_ops fax_ops;
 
 /* Open the backend named by conf->type. *out is new; ch_close frees it. */
 int ch_open(struct channel **out, uv_loop_t *loop,
