@@ -358,7 +358,7 @@ static void
 step_done(struct write_req *w)
 {
     struct outbox *ob = w->ob;
-    struct send_outcome o = { SEND_OK, 1, NULL, NULL, 0 };
+    struct send_outcome o = { .result = SEND_OK, .final = 1 };
     char reply[512];
 
     if (w->err) {

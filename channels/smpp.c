@@ -1232,7 +1232,8 @@ on_later(uv_timer_t *t)
     struct smsg *g;
 
     while ((g = s->d_head) != NULL) {
-        struct send_outcome o = { g->res, 0, NULL, g->reply, g->in_doubt };
+        struct send_outcome o = { .result = g->res, .reply = g->reply,
+                                  .in_doubt = g->in_doubt };
 
         msg_detach(g);
         if (g->res == SEND_OK) {
