@@ -17,7 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-enum key_type { K_STR, K_INT, K_BOOL, K_CHANNELS, K_CHOICE };
+#include <glib.h>
+
+enum key_type { K_STR, K_INT, K_BOOL, K_CHANNELS, K_CHOICE, K_LIST };
 
 struct key_spec {
     const char *name;
@@ -106,6 +108,8 @@ static const struct key_spec templates_keys[] = {
 };
 static const struct key_spec http_keys[] = {
     { "listen", K_STR, C(http_listen), 0, 0, "127.0.0.1:8025", 0, NULL },
+    { "max_body", K_INT, C(http_max_body), 1024, 64 << 20, NULL, 1 << 20,
+      NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
 
@@ -121,6 +125,78 @@ static const struct key_spec channel_keys[] = {
       "rates may apply.", 0, NULL },
     { "start_reply", K_STR, CH(start_reply), 0, 0,
       "You are subscribed again. Reply STOP to unsubscribe.", 0, NULL },
+    { "retry_base_ms", K_INT, CH(retry_base_ms), -1, INT64_C(1) << 32, NULL,
+      -1, NULL },
+    { "retry_max_ms", K_INT, CH(retry_max_ms), -1, INT64_C(1) << 32, NULL,
+      -1, NULL },
+    { "max_attempts", K_INT, CH(max_attempts), -1, 1000, NULL, -1, NULL },
+    { "ttl_s", K_INT, CH(ttl_s), 0, INT64_C(1) << 32, NULL, 3 * 86400,
+      NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+
+static const char *const scope_choices[] = {
+    "global", "provider", "sender", "domain", NULL
+};
+static const char *const class_choices[] = {
+    "marketing", "transactional", "all", NULL
+};
+static const char *const kind_choices[] = {
+    "yearly", "once", "inactivity", NULL
+};
+
+#define T(f) offsetof(struct conf_throttle, f)
+static const struct key_spec throttle_keys[] = {
+    { "scope", K_CHOICE, T(scope), 0, 0, NULL, 0, scope_choices },
+    { "provider", K_STR, T(provider), 0, 0, NULL, 0, NULL },
+    { "match", K_STR, T(match), 0, 0, "", 0, NULL },
+    { "rate", K_INT, T(rate), 1, 10000000, NULL, 0, NULL },
+    { "per_s", K_INT, T(per_s), 1, 86400, NULL, 1, NULL },
+    { "burst", K_INT, T(burst), 0, 10000000, NULL, 0, NULL },
+    { "floor", K_INT, T(floor), 0, 10000000, NULL, 0, NULL },
+    { "shared", K_BOOL, T(shared), 0, 0, NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+#define W(f) offsetof(struct conf_window, f)
+static const struct key_spec window_keys[] = {
+    { "class", K_CHOICE, W(class), 0, 0, "marketing", 0, class_choices },
+    { "channels", K_CHANNELS, W(channels), 0, 0, NULL, 0, NULL },
+    { "start", K_STR, W(start), 0, 0, "00:00", 0, NULL },
+    { "end", K_STR, W(end), 0, 0, "24:00", 0, NULL },
+    { "days", K_LIST, W(days), 0, 0, NULL, 0, NULL },
+    { "holidays", K_LIST, W(holidays), 0, 0, NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+#define F(f) offsetof(struct conf_freq, f)
+static const struct key_spec freq_keys[] = {
+    { "name", K_STR, F(name), 0, 0, NULL, 0, NULL },
+    { "class", K_CHOICE, F(class), 0, 0, "marketing", 0, class_choices },
+    { "channel", K_STR, F(channel), 0, 0, "all", 0, NULL },
+    { "max", K_INT, F(max), 0, 1000000, NULL, 0, NULL },
+    { "window_s", K_INT, F(window_s), 1, 366 * 86400, NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+#define R(f) offsetof(struct conf_reminder, f)
+static const struct key_spec reminder_keys[] = {
+    { "name", K_STR, R(name), 0, 0, NULL, 0, NULL },
+    { "field", K_STR, R(field), 0, 0, NULL, 0, NULL },
+    { "kind", K_CHOICE, R(kind), 0, 0, "yearly", 0, kind_choices },
+    { "offset", K_STR, R(offset), 0, 0, "0d", 0, NULL },
+    { "after_days", K_INT, R(after_days), 0, 3660, NULL, 0, NULL },
+    { "at", K_STR, R(at), 0, 0, "09:00", 0, NULL },
+    { "channels", K_CHANNELS, R(channels), 0, 0, NULL, 0, NULL },
+    { "template", K_STR, R(template), 0, 0, NULL, 0, NULL },
+    { "class", K_CHOICE, R(class), 0, 0, "marketing", 0, class_choices },
+    { "provider", K_STR, R(provider), 0, 0, NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+static const struct key_spec policy_keys[] = {
+    { "default_zone", K_STR, C(default_zone), 0, 0, NULL, 0, NULL },
+    { "zones", K_LIST, C(zones), 0, 0, NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+static const struct key_spec tracking_keys[] = {
+    { "touch_max", K_INT, C(touch_max), 10, 1000000, NULL, 1000, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
 static const struct key_spec provider_keys[] = {
@@ -140,6 +216,12 @@ static const struct {
     { "dispatch", dispatch_keys },
     { "http", http_keys },
     { "templates", templates_keys },
+    { "policy", policy_keys },
+    { "tracking", tracking_keys },
+    { "throttle", NULL },       /* [[throttle]] */
+    { "window", NULL },         /* [[window]] */
+    { "freq_cap", NULL },       /* [[freq_cap]] */
+    { "reminder", NULL },       /* [[reminder]] */
     { "channel", NULL },        /* [channel.email|sms|fax] */
     { "provider", NULL },       /* [provider.NAME] */
 };
@@ -350,8 +432,40 @@ store(struct loader *ld, const struct key_spec *k, const struct toml_node *v,
         *(unsigned *)(void *)p = mask;
         return 0;
     }
+    case K_LIST: {
+        char ***dst = (char ***)(void *)p;
+        size_t n = 0;
+        if (v->type != TOML_ARRAY)
+            return fail_value(ld, v, "%s.%s must be an array of strings",
+                              where, k->name);
+        for (const struct toml_node *e = v->child; e; e = e->next)
+            if (e->type != TOML_STRING || strlen(e->u.str.s) != e->u.str.len)
+                return fail_value(ld, e, "%s.%s must be an array of strings",
+                                  where, k->name);
+        g_strfreev(*dst);
+        *dst = g_new0(char *, v->nchild + 1);
+        for (const struct toml_node *e = v->child; e; e = e->next)
+            (*dst)[n++] = g_strdup(e->u.str.s);
+        return 0;
+    }
     }
     return GW_EINVAL;
+}
+
+/* Free the strings a key table stored at base. */
+static void
+free_table(const struct key_spec *keys, void *base)
+{
+    for (size_t i = 0; keys[i].name; i++) {
+        char *p = (char *)base + keys[i].off;
+        if (keys[i].type == K_STR || keys[i].type == K_CHOICE) {
+            free(*(char **)(void *)p);
+            *(char **)(void *)p = NULL;
+        } else if (keys[i].type == K_LIST) {
+            g_strfreev(*(char ***)(void *)p);
+            *(char ***)(void *)p = NULL;
+        }
+    }
 }
 
 static int
@@ -414,6 +528,158 @@ load_channels(struct loader *ld, const struct toml_node *t)
         if ((rc = load_table(ld, n, channel_keys, NULL, &ld->c->channel[ch],
                              where)) < 0)
             return rc;
+    }
+    return 0;
+}
+
+/* [[name]]: an array of tables, each checked against keys and stored in
+ * consecutive elements of size elsz at base. */
+static int
+load_array(struct loader *ld, const struct toml_node *t, const char *name,
+           const struct key_spec *keys, void *base, size_t elsz,
+           size_t *count)
+{
+    char where[64];
+    size_t i = 0;
+    int rc;
+
+    if (t->type != TOML_ARRAY)
+        return fail(ld, t, "%s must be written [[%s]] (an array of tables)",
+                    name, name);
+    for (const struct toml_node *e = t->child; e; e = e->next, i++) {
+        void *el = (char *)base + i * elsz;
+        if (i == CONF_MAX_RULES)
+            return fail(ld, e, "more than %d [[%s]] entries", CONF_MAX_RULES,
+                        name);
+        snprintf(where, sizeof where, "%s[%zu]", name, i);
+        if (e->type != TOML_TABLE)
+            return fail(ld, e, "%s must be a table", where);
+        if ((rc = defaults(keys, el)) < 0 ||
+            (rc = load_table(ld, e, keys, NULL, el, where)) < 0) {
+            *count = i + 1;
+            return rc;
+        }
+    }
+    *count = i;
+    return 0;
+}
+
+/* "HH:MM" with 24:00 allowed as an end. */
+static int
+hhmm_ok(const char *s)
+{
+    return s && strlen(s) == 5 && s[0] >= '0' && s[0] <= '2' &&
+           s[1] >= '0' && s[1] <= '9' && s[2] == ':' && s[3] >= '0' &&
+           s[3] <= '5' && s[4] >= '0' && s[4] <= '9' &&
+           ((s[0] - '0') * 10 + (s[1] - '0') < 24 ||
+            strcmp(s, "24:00") == 0);
+}
+
+/* The i-th table of [[sec]], for error positions. */
+static const struct toml_node *
+nth(const struct config *c, const char *sec, size_t i)
+{
+    const struct toml_node *t = toml_get(c->root, sec);
+    const struct toml_node *x = t ? t->child : NULL;
+
+    for (size_t k = 0; x && k < i; k++)
+        x = x->next;
+    return x;
+}
+
+/* Required keys and cross-field rules of the [[...]] policy tables. */
+static int
+check_rules(struct loader *ld)
+{
+    struct config *c = ld->c;
+    size_t i;
+
+    for (i = 0; i < c->nthrottle; i++) {
+        struct conf_throttle *t = &c->throttle[i];
+        if (!t->scope || t->rate == 0)
+            return fail(ld, nth(c, "throttle", i), "throttle[%zu] needs 'scope' "
+                        "and 'rate'", i);
+        if (strcmp(t->scope, "global") != 0 &&
+            (!t->provider || !conf_provider_find(c, t->provider)))
+            return fail(ld, nth(c, "throttle", i), "throttle[%zu]: scope '%s' "
+                        "needs 'provider' naming a configured provider", i,
+                        t->scope);
+    }
+    for (i = 0; i < c->nwindow; i++) {
+        struct conf_window *w = &c->window[i];
+        static const char *const dn[] = { "mon", "tue", "wed", "thu", "fri",
+                                          "sat", "sun", NULL };
+        if (!hhmm_ok(w->start) || !hhmm_ok(w->end) ||
+            strcmp(w->start, "24:00") == 0)
+            return fail(ld, nth(c, "window", i), "window[%zu]: start and end "
+                        "are HH:MM (end may be 24:00)", i);
+        for (char **d = w->days; d && *d; d++) {
+            size_t k;
+            for (k = 0; dn[k] && strcmp(dn[k], *d) != 0; k++)
+                ;
+            if (!dn[k])
+                return fail(ld, nth(c, "window", i), "window[%zu].days: '%s' is "
+                            "not one of mon tue wed thu fri sat sun", i, *d);
+        }
+        for (char **d = w->holidays; d && *d; d++) {
+            int y, m, dd;
+            char tail;
+            if (sscanf(*d, "%4d-%2d-%2d%c", &y, &m, &dd, &tail) != 3 ||
+                strlen(*d) != 10 || m < 1 || m > 12 || dd < 1 || dd > 31)
+                return fail(ld, nth(c, "window", i), "window[%zu].holidays: '%s' "
+                            "is not YYYY-MM-DD", i, *d);
+        }
+    }
+    for (i = 0; i < c->nfreq; i++) {
+        struct conf_freq *f = &c->freq[i];
+        if (!f->name || !*f->name || f->window_s == 0 ||
+            !toml_get(nth(c, "freq_cap", i), "max"))
+            return fail(ld, nth(c, "freq_cap", i), "freq_cap[%zu] needs 'name', "
+                        "'max' and 'window_s'", i);
+        if (strcmp(f->channel, "all") != 0 && strcmp(f->channel, "each") != 0 &&
+            gw_channel_parse(f->channel) < 0)
+            return fail(ld, nth(c, "freq_cap", i), "freq_cap[%zu].channel: "
+                        "\"all\", \"each\" or a channel name", i);
+    }
+    for (i = 0; i < c->nreminder; i++) {
+        struct conf_reminder *r = &c->reminder[i];
+        const char *o = r->offset;
+        char *end;
+        if (!r->name || !*r->name || strchr(r->name, ':') || !r->field ||
+            !r->template || !r->channels)
+            return fail(ld, nth(c, "reminder", i), "reminder[%zu] needs 'name' "
+                        "(no ':'), 'field', 'template' and 'channels'", i);
+        if (!hhmm_ok(r->at) || strcmp(r->at, "24:00") == 0)
+            return fail(ld, nth(c, "reminder", i), "reminder[%zu].at: HH:MM", i);
+        if ((strtol(o, &end, 10), end == o) || strcmp(end, "d") != 0)
+            return fail(ld, nth(c, "reminder", i), "reminder[%zu].offset: days "
+                        "such as \"-30d\" or \"0d\"", i);
+        if (strcmp(r->kind, "inactivity") == 0 && r->after_days == 0)
+            return fail(ld, nth(c, "reminder", i), "reminder[%zu]: an inactivity "
+                        "rule needs 'after_days'", i);
+        if (r->provider && !conf_provider_find(c, r->provider))
+            return fail(ld, nth(c, "reminder", i), "reminder[%zu].provider: no "
+                        "provider named '%s'", i, r->provider);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(c->reminder[k].name, r->name) == 0)
+                return fail(ld, nth(c, "reminder", i), "reminder[%zu]: name '%s' "
+                            "is used twice", i, r->name);
+    }
+    if (c->default_zone && *c->default_zone) {
+        GTimeZone *z = g_time_zone_new_identifier(c->default_zone);
+        if (!z)
+            return fail(ld, toml_get(toml_get(c->root, "policy"),
+                                     "default_zone"),
+                        "policy.default_zone: unknown time zone '%s'",
+                        c->default_zone);
+        g_time_zone_unref(z);
+    }
+    for (char **zn = c->zones; zn && *zn; zn++) {
+        GTimeZone *z = g_time_zone_new_identifier(*zn);
+        if (!z)
+            return fail(ld, toml_get(toml_get(c->root, "policy"), "zones"),
+                        "policy.zones: unknown time zone '%s'", *zn);
+        g_time_zone_unref(z);
     }
     return 0;
 }
@@ -746,6 +1012,8 @@ conf_load(struct config **out, const char *path, char *const *sets,
         (rc = defaults(intake_keys, c)) < 0 ||
         (rc = defaults(dispatch_keys, c)) < 0 ||
         (rc = defaults(http_keys, c)) < 0 ||
+        (rc = defaults(policy_keys, c)) < 0 ||
+        (rc = defaults(tracking_keys, c)) < 0 ||
         (rc = defaults(templates_keys, c)) < 0)
         goto out;
 
@@ -769,6 +1037,19 @@ conf_load(struct config **out, const char *path, char *const *sets,
         }
         if (strcmp(n->key, "channel") == 0)
             rc = load_channels(&ld, n);
+        else if (strcmp(n->key, "throttle") == 0)
+            rc = load_array(&ld, n, "throttle", throttle_keys, c->throttle,
+                            sizeof c->throttle[0], &c->nthrottle);
+        else if (strcmp(n->key, "window") == 0) {
+            rc = load_array(&ld, n, "window", window_keys, c->window,
+                            sizeof c->window[0], &c->nwindow);
+            c->window_set = 1;
+        } else if (strcmp(n->key, "freq_cap") == 0)
+            rc = load_array(&ld, n, "freq_cap", freq_keys, c->freq,
+                            sizeof c->freq[0], &c->nfreq);
+        else if (strcmp(n->key, "reminder") == 0)
+            rc = load_array(&ld, n, "reminder", reminder_keys, c->reminder,
+                            sizeof c->reminder[0], &c->nreminder);
         else if (strcmp(n->key, "provider") == 0)
             rc = load_providers(&ld, n);
         else
@@ -795,10 +1076,19 @@ conf_load(struct config **out, const char *path, char *const *sets,
                   "redis.url must start with redis:// or unix://");
         goto out;
     }
+    if ((rc = check_rules(&ld)) < 0)
+        goto out;
     for (int ch = 0; ch < CH_COUNT; ch++) {
         const struct conf_provider *p;
         const char *name = c->channel[ch].provider;
+        struct conf_channel *cc = &c->channel[ch];
 
+        if (cc->retry_base_ms < 0)
+            cc->retry_base_ms = c->retry_base_ms;
+        if (cc->retry_max_ms < 0)
+            cc->retry_max_ms = c->retry_max_ms;
+        if (cc->max_attempts < 0)
+            cc->max_attempts = c->max_attempts;
         c->channel[ch].in_doubt_resend =
             strcmp(c->channel[ch].in_doubt, "resend") == 0;
 
@@ -859,6 +1149,16 @@ conf_free(struct config *c)
         free(c->provider[i].name);
         free(c->provider[i].type);
     }
+    free(c->default_zone);
+    g_strfreev(c->zones);
+    for (size_t i = 0; i < c->nthrottle; i++)
+        free_table(throttle_keys, &c->throttle[i]);
+    for (size_t i = 0; i < c->nwindow; i++)
+        free_table(window_keys, &c->window[i]);
+    for (size_t i = 0; i < c->nfreq; i++)
+        free_table(freq_keys, &c->freq[i]);
+    for (size_t i = 0; i < c->nreminder; i++)
+        free_table(reminder_keys, &c->reminder[i]);
     toml_free(c->root);
     free(c);
 }

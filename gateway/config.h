@@ -50,6 +50,51 @@ int conf_bool(const struct conf_provider *p, const char *key);
 size_t conf_list(const struct conf_provider *p, const char *key,
                  const char **out, size_t max);
 
+/* [[throttle]]: one token bucket (or a bucket per sender / per domain). */
+struct conf_throttle {
+    char        *scope;         /* global | provider | sender | domain */
+    char        *provider;      /* the provider (not for global) */
+    char        *match;         /* sender/domain scope: only this one
+                                   ("" = each one gets its own bucket) */
+    int64_t      rate, per_s;   /* rate messages per per_s seconds */
+    int64_t      burst;         /* 0: a tenth of a second's worth, >= 1 */
+    int64_t      floor;         /* adaptive floor (same unit as rate);
+                                   0: rate / 16 */
+    int          shared;        /* kept in Redis across processes */
+};
+
+/* [[window]]: when a class of messages may go out, in local time. */
+struct conf_window {
+    char        *class;         /* marketing | transactional | all */
+    unsigned     channels;      /* bit per channel */
+    char        *start, *end;   /* "HH:MM" */
+    char       **days;          /* "mon".."sun"; NULL-terminated */
+    char       **holidays;      /* "YYYY-MM-DD" local dates */
+};
+
+/* [[freq_cap]]: at most max messages per window_s per customer. */
+struct conf_freq {
+    char        *name;
+    char        *class;         /* marketing | transactional | all */
+    char        *channel;       /* "all" (across channels), "each" (per
+                                   channel) or a channel name */
+    int64_t      max, window_s;
+};
+
+/* [[reminder]]: a customer date field that triggers messages. */
+struct conf_reminder {
+    char        *name;
+    char        *field;         /* the customer's date field */
+    char        *kind;          /* yearly | once | inactivity */
+    char        *offset;        /* "-30d", "0d" (yearly, once) */
+    int64_t      after_days;    /* inactivity: days after the field */
+    char        *at;            /* local send time "HH:MM" */
+    unsigned     channels;
+    char        *template, *class, *provider;
+};
+
+#define CONF_MAX_RULES 64
+
 struct conf_channel {
     char        *provider;      /* default provider name, or NULL */
     char        *in_doubt;      /* "resend" | "hold": a send cut off by a
@@ -57,6 +102,9 @@ struct conf_channel {
     int          in_doubt_resend;
     /* SMS: answers to MO keywords ("" = no answer) */
     char        *stop_reply, *help_reply, *start_reply;
+    /* retries: -1 = the [dispatch] value */
+    int64_t      retry_base_ms, retry_max_ms, max_attempts;
+    int64_t      ttl_s;         /* deadline when the job gives none */
 };
 
 struct config {
@@ -94,10 +142,29 @@ struct config {
 
     /* [http] */
     char        *http_listen;
+    int64_t      http_max_body;
 
     /* [templates] */
     char        *templates_dir;
     int64_t      templates_check_ms;
+
+    /* [policy] */
+    char        *default_zone;  /* for recipients without a zone */
+    char       **zones;         /* without a default: the most restrictive
+                                   window across these */
+
+    /* [tracking] */
+    int64_t      touch_max;
+
+    struct conf_throttle throttle[CONF_MAX_RULES];
+    size_t       nthrottle;
+    struct conf_window   window[CONF_MAX_RULES];
+    size_t       nwindow;
+    int          window_set;    /* [[window]] given: no built-in default */
+    struct conf_freq     freq[CONF_MAX_RULES];
+    size_t       nfreq;
+    struct conf_reminder reminder[CONF_MAX_RULES];
+    size_t       nreminder;
 
     struct conf_channel  channel[CH_COUNT];
     struct conf_provider provider[CONF_MAX_PROVIDERS];

@@ -43,6 +43,8 @@ struct dmsg {
     enum msg_state  state;      /* ST_NONE: ack only */
     char           *reason, *provider_id;
     int             park;
+    int             units;      /* pages, segments (0: one message) */
+    int             pidx;       /* index of its channel in g->chan */
     int64_t         due;
     struct dmsg    *next;
 };
@@ -183,6 +185,12 @@ flush_channel(struct gw *g, int ch)
             ops_arg(o, "");
         }
         ops_arg(o, d->m.key);
+        if (d->state == ST_ACCEPTED && d->ch == CH_FAX)
+            ops_argn(o, d->e->payload, d->e->len);
+        else
+            ops_arg(o, "");
+        ops_argi(o, d->expires);
+        ops_argi(o, d->units);
     }
     ops_run(o);
 }
@@ -238,11 +246,14 @@ on_sent(struct message *m, const struct send_outcome *o, void *arg)
     (void)m;
     switch (o->result) {
     case SEND_OK:
+        d->units = o->units;
+        d->g->m.prov[d->pidx].units += o->units > 0 ? (uint64_t)o->units : 1;
         if (o->provider_id)
             d->provider_id = strdup(o->provider_id);
         outcome(d, o->final ? ST_DELIVERED : ST_ACCEPTED, NULL);
         return;
     case SEND_PERMFAIL:
+        metrics_reason(&d->g->m.prov[d->pidx], "permanent");
         outcome(d, ST_FAILED, o->reply ? o->reply : "permanent failure");
         return;
     case SEND_TEMPFAIL:
@@ -380,11 +391,13 @@ render(struct dmsg *d)
 }
 
 static struct channel *
-channel_for(struct gw *g, const char *provider)
+channel_for(struct gw *g, const char *provider, int *idx)
 {
     for (size_t i = 0; i < g->nchan; i++)
-        if (strcmp(g->chan[i]->conf->name, provider) == 0)
+        if (strcmp(g->chan[i]->conf->name, provider) == 0) {
+            *idx = (int)i;
             return g->chan[i];
+        }
     return NULL;
 }
 
@@ -411,7 +424,7 @@ send_one(struct dmsg *d, int attempt)
     }
     if (render(d) < 0)
         return;                 /* the outcome is recorded */
-    if ((ch = channel_for(g, d->m.provider)) == NULL) {
+    if ((ch = channel_for(g, d->m.provider, &d->pidx)) == NULL) {
         snprintf(reason, sizeof reason, "provider '%.100s' is not configured",
                  d->m.provider);
         outcome(d, ST_FAILED, reason);

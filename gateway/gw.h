@@ -111,7 +111,7 @@ struct ops {
 /* track.c: the Lua scripts and the ledger */
 struct scripts {
     struct gw_script expand, enqueue, dead, campaign, control, begin, finish,
-                     promote, receipt, mo;
+                     promote, receipt, mo, faxin;
 };
 extern struct scripts gw_scripts;
 /* Build the scripts for the key prefix. */

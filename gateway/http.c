@@ -1,8 +1,9 @@
 /*
  * http.c -- the gateway's HTTP server: h2o (its libuv build) on the
- * daemon's own loop. GET /metrics (Prometheus text) and GET /healthz
- * (whether Redis is reachable) for now; unsubscribe, tracking, webhooks
- * and the admin API plug in here.
+ * daemon's own loop. GET /metrics (Prometheus text), GET /healthz
+ * (whether Redis is reachable), and the routes a channel serves itself
+ * (GET /media/<token>, POST /hooks/fax/<provider>) through the channel's
+ * http op, which may answer later (after its effect is in Redis).
  */
 #include "gw.h"
 
@@ -82,6 +83,178 @@ on_metrics(h2o_handler_t *self, h2o_req_t *req)
                buf_cstr(&b), b.len);
     buf_free(&b);
     return rc;
+}
+
+/* A request handed to a channel. It owns copies of what the channel
+ * reads, so the channel may answer after the client went away; the slot in
+ * the request's pool tells us when h2o disposed of the request. */
+struct chreq {
+    struct ch_http_req  rq;
+    h2o_req_t          *req;        /* NULL once h2o disposed of it */
+    struct chreq      **slot;       /* in req->pool */
+    char               *method, *path, *body;
+};
+
+static void
+on_req_disposed(void *p)
+{
+    struct chreq **slot = p;
+
+    if (*slot) {
+        (*slot)->req = NULL;
+        (*slot)->slot = NULL;
+    }
+}
+
+static const char *
+chreq_header(const struct ch_http_req *rq, const char *name)
+{
+    struct chreq *c = (struct chreq *)(void *)rq;
+    ssize_t i;
+    char *v;
+
+    if (!c->req)
+        return NULL;
+    i = h2o_find_header_by_str(&c->req->headers, name, strlen(name), -1);
+    if (i < 0)
+        return NULL;
+    {
+        h2o_iovec_t val = c->req->headers.entries[i].value;
+        v = h2o_mem_alloc_pool(&c->req->pool, val.len + 1);
+        memcpy(v, val.base, val.len);
+        v[val.len] = 0;
+    }
+    return v;
+}
+
+static void
+chreq_free(struct chreq *c)
+{
+    free(c->method);
+    free(c->path);
+    free(c->body);
+    free(c);
+}
+
+static void
+chreq_reply(void *arg, int status, const char *type, const void *body,
+            size_t len)
+{
+    struct chreq *c = arg;
+    h2o_req_t *req = c->req;
+
+    if (req) {
+        *c->slot = NULL;
+        reply(req, status, status < 300 ? "OK" : status == 404 ? "Not Found"
+              : "Error", type ? type : "application/json",
+              body ? body : "", len);
+    }
+    chreq_free(c);
+}
+
+static struct chreq *
+chreq_new(h2o_req_t *req, const char *route, const char *path, size_t plen)
+{
+    struct chreq *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    c->req = req;
+    c->method = strndup(req->method.base, req->method.len);
+    c->path = strndup(path, plen);
+    c->body = malloc(req->entity.len + 1);
+    if (!c->method || !c->path || !c->body) {
+        chreq_free(c);
+        return NULL;
+    }
+    if (req->entity.len)
+        memcpy(c->body, req->entity.base, req->entity.len);
+    c->body[req->entity.len] = 0;
+    c->rq.method = c->method;
+    c->rq.route = route;
+    c->rq.path = c->path;
+    c->rq.body = c->body;
+    c->rq.body_len = req->entity.len;
+    c->rq.header = chreq_header;
+    c->rq.server = req;
+    c->slot = h2o_mem_alloc_shared(&req->pool, sizeof *c->slot,
+                                   on_req_disposed);
+    *c->slot = c;
+    return c;
+}
+
+/* Offer the request to ch; 0 if it took it (and will answer). */
+static int
+to_channel(struct channel *ch, h2o_req_t *req, const char *route,
+           const char *path, size_t plen)
+{
+    struct chreq *c;
+
+    if (!ch->ops->http)
+        return -1;
+    if ((c = chreq_new(req, route, path, plen)) == NULL)
+        return -1;
+    if (ch->ops->http(ch, &c->rq, chreq_reply, c) < 0) {
+        *c->slot = NULL;
+        chreq_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* GET /media/<token>: whichever channel issued the token serves it. */
+static int
+on_media(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct gw *g = ((struct gw_handler *)self)->g;
+    size_t pre = sizeof "/media/" - 1;
+    const char *path = req->path_normalized.base + pre;
+    size_t plen = req->path_normalized.len - pre;
+
+    if (req->path_normalized.len > pre && !stopping)
+        for (size_t i = 0; i < g->nchan; i++)
+            if (to_channel(g->chan[i], req, "media", path, plen) == 0)
+                return 0;
+    return reply(req, 404, "Not Found", "text/plain",
+                 H2O_STRLIT("not found\n"));
+}
+
+/* POST /hooks/<channel>/<provider>[/...]: the provider's channel. */
+static int
+on_hook(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct gw *g = ((struct gw_handler *)self)->g;
+    const char *p = req->path_normalized.base + sizeof "/hooks/" - 1;
+    const char *end = req->path_normalized.base + req->path_normalized.len;
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    const char *prov, *pend, *rest;
+    char chname[8];
+    int chn;
+
+    if (!slash || (size_t)(slash - p) >= sizeof chname)
+        goto none;
+    memcpy(chname, p, (size_t)(slash - p));
+    chname[slash - p] = 0;
+    if ((chn = gw_channel_parse(chname)) < 0)
+        goto none;
+    prov = slash + 1;
+    pend = memchr(prov, '/', (size_t)(end - prov));
+    if (!pend)
+        pend = end;
+    rest = pend < end ? pend + 1 : end;
+    for (size_t i = 0; i < g->nchan; i++) {
+        const struct conf_provider *cp = g->chan[i]->conf;
+        if (!(cp->channels & (1u << chn)) ||
+            strlen(cp->name) != (size_t)(pend - prov) ||
+            memcmp(cp->name, prov, (size_t)(pend - prov)) != 0)
+            continue;
+        if (to_channel(g->chan[i], req, "hooks", rest,
+                       (size_t)(end - rest)) == 0)
+            return 0;
+    }
+none:
+    return reply(req, 404, "Not Found", "application/json",
+                 H2O_STRLIT("{\"error\":\"no such webhook\"}\n"));
 }
 
 static int
@@ -194,11 +367,15 @@ http_start(struct gw *g)
     h->config.http1.req_timeout = IDLE_MS;
     h->config.http2.idle_timeout = IDLE_MS;
     h->config.http2.graceful_shutdown_timeout = IDLE_MS;
+    /* Webhook and API bodies; h2o answers 413 beyond this. */
+    h->config.max_request_entity_size = (size_t)g->conf->http_max_body;
     host = h2o_config_register_host(&h->config,
                                     h2o_iovec_init(H2O_STRLIT("default")),
                                     65535);
     add_path(h, host, "/metrics", on_metrics);
     add_path(h, host, "/healthz", on_healthz);
+    add_path(h, host, "/media", on_media);
+    add_path(h, host, "/hooks", on_hook);
     h2o_context_init(&h->ctx, g->loop, &h->config);
     h->accept.ctx = &h->ctx;
     h->accept.hosts = h->config.hosts;

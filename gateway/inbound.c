@@ -4,7 +4,9 @@
  * they beat the submit response) and move it to its final state; MO
  * messages are events, and STOP-type keywords opt the number out of SMS
  * (with one confirmation), HELP answers with the configured text, START
- * lifts the opt-out. All Redis work is one script each.
+ * lifts the opt-out; inbound faxes are events and touches of the customer
+ * whose fax number sent them. All Redis work is one script each, and a
+ * channel that asked to hear back (a webhook) hears once it is recorded.
  */
 #include "gw.h"
 
@@ -68,13 +70,44 @@ mo_keyword(const char *text)
     return "none";
 }
 
+/* Who to tell once the event is in Redis (a webhook answers then). */
+struct notify {
+    void (*done)(void *arg, int rc);
+    void  *arg;
+};
+
+static struct notify *
+notify_new(const struct inbound *in)
+{
+    struct notify *n;
+
+    if (!in->done)
+        return NULL;
+    if ((n = malloc(sizeof *n)) == NULL)
+        fatal("out of memory");
+    n->done = in->done;
+    n->arg = in->done_arg;
+    return n;
+}
+
+static void
+notify(struct notify *n, int rc)
+{
+    if (n) {
+        n->done(n->arg, rc);
+        free(n);
+    }
+}
+
 static void
 on_done(struct ops *o, redisReply *rep)
 {
-    (void)o;
     if (rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "early")
         == 0)
         log_debug(&lg, "receipt before its submit response: kept");
+    /* No reply: dropped at shutdown; an error: the script failed for
+     * good. Either way the provider should send it again. */
+    notify(o->arg, rep && rep->type != REDIS_REPLY_ERROR ? 0 : -1);
 }
 
 static void
@@ -83,19 +116,60 @@ receipt(struct gw *g, struct channel *ch, const struct inbound *in)
     static const char *const names[] = {
         [RCPT_DELIVERED] = "delivered", [RCPT_UNDELIVERABLE] = "failed",
         [RCPT_EXPIRED] = "expired", [RCPT_REJECTED] = "failed",
+        [RCPT_TEMPFAIL] = "retry",
     };
+    const struct conf_channel *cc = &g->conf->channel[CH_FAX];
     struct ops *o;
 
-    if (in->state == RCPT_ENROUTE || !in->provider_id || !*in->provider_id)
-        return;                 /* intermediate: no state change */
-    o = ops_new(g, &gw_scripts.receipt, on_done, NULL);
+    if (in->state == RCPT_ENROUTE || !in->provider_id || !*in->provider_id) {
+        /* intermediate: no state change */
+        notify(notify_new(in), 0);
+        return;
+    }
+    o = ops_new(g, &gw_scripts.receipt, on_done, notify_new(in));
     ops_key(o, g->k.events);
+    ops_key(o, g->k.delayed);
     ops_head(o);
     ops_arg(o, ch->conf->name);
     ops_arg(o, in->provider_id);
     ops_arg(o, names[in->state]);
     ops_arg(o, in->stat ? in->stat : "");
     ops_arg(o, in->error ? in->error : "");
+    /* only a fax receipt says "try again" (busy line, no answer) */
+    ops_argi(o, cc->retry_base_ms);
+    ops_argi(o, cc->retry_max_ms);
+    ops_argi(o, cc->max_attempts);
+    {
+        char j[32];
+        snprintf(j, sizeof j, "%.6f", g_random_double());
+        ops_arg(o, j);
+    }
+    ops_run(o);
+}
+
+static void
+fax_in(struct gw *g, struct channel *ch, const struct inbound *in)
+{
+    struct ops *o;
+
+    if (!in->fax_id || !*in->fax_id || !in->path) {
+        log_warn(&lg, "inbound fax from %s without an id or file: ignored",
+                 ch->conf->name);
+        notify(notify_new(in), 0);
+        return;
+    }
+    log_info(&lg, "inbound fax %s from %s via %s: %d pages, %s", in->fax_id,
+             in->from ? in->from : "?", ch->conf->name, in->pages, in->path);
+    o = ops_new(g, &gw_scripts.faxin, on_done, notify_new(in));
+    ops_key(o, g->k.events);
+    ops_head(o);
+    ops_arg(o, ch->conf->name);
+    ops_arg(o, in->fax_id);
+    ops_arg(o, in->from ? in->from : "");
+    ops_arg(o, in->to ? in->to : "");
+    ops_arg(o, in->path);
+    ops_argi(o, in->pages);
+    ops_argi(o, g->conf->touch_max);
     ops_run(o);
 }
 
@@ -111,6 +185,7 @@ mo(struct gw *g, struct channel *ch, const struct inbound *in)
     if (!in->from || !*in->from) {
         log_warn(&lg, "MO without a sender from %s: ignored",
                  ch->conf->name);
+        notify(notify_new(in), 0);
         return;
     }
     if (strcmp(act, "stop") == 0)
@@ -137,7 +212,7 @@ mo(struct gw *g, struct channel *ch, const struct inbound *in)
         json_decref(p);
     }
     log_info(&lg, "MO from %s via %s: %s", in->from, ch->conf->name, act);
-    o = ops_new(g, &gw_scripts.mo, on_done, NULL);
+    o = ops_new(g, &gw_scripts.mo, on_done, notify_new(in));
     ops_key(o, g->k.events);
     ops_key(o, g->k.suppress[CH_SMS]);
     ops_key(o, g->k.q[CH_SMS]);
@@ -159,8 +234,23 @@ inbound_cb(struct channel *ch, const struct inbound *in, void *arg)
 {
     struct gw *g = arg;
 
+    for (size_t i = 0; i < g->nchan; i++) {
+        struct prov_metrics *pm = &g->m.prov[i];
+        if (g->chan[i] != ch)
+            continue;
+        pm->inbound[in->kind <= IN_FAX ? in->kind : 0]++;
+        if (in->kind == IN_RECEIPT && in->state <= RCPT_TEMPFAIL) {
+            pm->receipts[in->state]++;
+            if (in->state != RCPT_ENROUTE && in->state != RCPT_DELIVERED)
+                metrics_reason(pm, in->error && *in->error ? in->error
+                                                           : in->stat);
+        }
+    }
+
     if (in->kind == IN_RECEIPT)
         receipt(g, ch, in);
+    else if (in->kind == IN_FAX)
+        fax_in(g, ch, in);
     else
         mo(g, ch, in);
 }

@@ -193,7 +193,70 @@ metrics_render(struct gw *g, struct buf *b)
                        g->chan[i]->conf->name, cs[i].alarm);
     }
 
+    {
+        static const char *const rs[] = { "enroute", "delivered",
+            "undeliverable", "expired", "rejected", "retry" };
+        static const char *const ik[] = { "receipt", "mo", "fax" };
+
+        head(b, "gw_provider_units_total", "counter",
+             "Billable units accepted by the provider: fax pages, SMS "
+             "segments, emails.");
+        for (size_t i = 0; i < g->nchan; i++)
+            buf_printf(b, "gw_provider_units_total{provider=\"%s\"} %llu\n",
+                       g->chan[i]->conf->name,
+                       (unsigned long long)m->prov[i].units);
+        head(b, "gw_provider_receipts_total", "counter",
+             "Delivery receipts and status webhooks by outcome.");
+        for (size_t i = 0; i < g->nchan; i++)
+            for (size_t k = 0; k < 6; k++)
+                buf_printf(b, "gw_provider_receipts_total{provider=\"%s\","
+                           "state=\"%s\"} %llu\n", g->chan[i]->conf->name,
+                           rs[k], (unsigned long long)m->prov[i].receipts[k]);
+        head(b, "gw_provider_inbound_total", "counter",
+             "What the provider sent us on its own: receipts, MO "
+             "messages, inbound faxes.");
+        for (size_t i = 0; i < g->nchan; i++)
+            for (size_t k = 0; k < 3; k++)
+                buf_printf(b, "gw_provider_inbound_total{provider=\"%s\","
+                           "kind=\"%s\"} %llu\n", g->chan[i]->conf->name,
+                           ik[k], (unsigned long long)m->prov[i].inbound[k]);
+        head(b, "gw_provider_failures_total", "counter",
+             "Failures reported by the provider, by its reason.");
+        for (size_t i = 0; i < g->nchan; i++) {
+            const struct prov_metrics *pm = &m->prov[i];
+            for (size_t k = 0; k < REASONS_MAX && pm->reason[k][0]; k++)
+                buf_printf(b, "gw_provider_failures_total{provider=\"%s\","
+                           "reason=\"%s\"} %llu\n", g->chan[i]->conf->name,
+                           pm->reason[k], (unsigned long long)pm->reason_n[k]);
+            if (pm->reason_n[REASONS_MAX])
+                buf_printf(b, "gw_provider_failures_total{provider=\"%s\","
+                           "reason=\"other\"} %llu\n", g->chan[i]->conf->name,
+                           (unsigned long long)pm->reason_n[REASONS_MAX]);
+        }
+    }
+
     head(b, "gw_build_info", "gauge", "Version and commit of this build.");
     return buf_printf(b, "gw_build_info{version=\"%s\",commit=\"%s\"} 1\n",
                       GW_VERSION, GW_COMMIT);
+}
+
+void
+metrics_reason(struct prov_metrics *pm, const char *reason)
+{
+    char w[40];
+    size_t n = 0, k;
+
+    /* A label value: keep [A-Za-z0-9_.-], so it needs no escaping. */
+    for (const char *p = reason ? reason : ""; *p && n + 1 < sizeof w; p++)
+        if (g_ascii_isalnum(*p) || *p == '_' || *p == '.' || *p == '-')
+            w[n++] = *p;
+    w[n] = 0;
+    if (n == 0)
+        strcpy(w, "unknown");
+    for (k = 0; k < REASONS_MAX && pm->reason[k][0]; k++)
+        if (strcmp(pm->reason[k], w) == 0)
+            break;
+    if (k < REASONS_MAX && !pm->reason[k][0])
+        strcpy(pm->reason[k], w);
+    pm->reason_n[k]++;
 }

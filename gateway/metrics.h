@@ -12,6 +12,17 @@
 #include "state.h"
 
 #define LAG_BUCKETS 10
+#define REASONS_MAX 16
+
+/* What the gateway saw of one provider (by index in g->chan). */
+struct prov_metrics {
+    uint64_t units;                     /* pages, segments accepted */
+    uint64_t receipts[6];               /* by enum receipt_state */
+    uint64_t inbound[3];                /* by enum inbound_kind */
+    char     reason[REASONS_MAX][40];   /* failure reasons seen (first
+                                           REASONS_MAX, then "other") */
+    uint64_t reason_n[REASONS_MAX + 1];
+};
 
 struct metrics {
     uint64_t jobs_received[4];          /* campaign, message, control, bad */
@@ -24,6 +35,7 @@ struct metrics {
     uint64_t lag_count;
     double   lag_sum, lag_last, lag_max;
     int64_t  delayed;                   /* gw:delayed size */
+    struct prov_metrics prov[CONF_MAX_PROVIDERS];
 };
 
 struct gw;
@@ -32,6 +44,8 @@ struct buf;
 extern const double lag_bounds[LAG_BUCKETS];
 
 void metrics_lag(struct metrics *m, double seconds);
+/* Count a failure reason: a short word such as "user_busy". */
+void metrics_reason(struct prov_metrics *pm, const char *reason);
 int  metrics_render(struct gw *g, struct buf *out);
 
 #endif

@@ -25,8 +25,10 @@ static const unsigned allowed[ST_COUNT] = {
     [ST_SENDING]  = B(ST_SENDING) | B(ST_DEFERRED) | B(ST_ACCEPTED) |
                     B(ST_DELIVERED) | B(ST_BOUNCED) | B(ST_FAILED) |
                     B(ST_EXPIRED),
+    /* deferred: the provider took it but could not deliver this time
+     * (a busy fax line); it is sent again as a new attempt */
     [ST_ACCEPTED] = B(ST_DELIVERED) | B(ST_BOUNCED) | B(ST_FAILED) |
-                    B(ST_EXPIRED),
+                    B(ST_EXPIRED) | B(ST_DEFERRED),
     /* final states go nowhere */
 };
 

@@ -277,7 +277,10 @@ static const char begin_body[] =
 
 /* KEYS: events, queue, delayed, then (ledger, campaign-or-ledger, parked)
  * per message. ARGV[4..]: group, n, then (id, has_campaign, state, reason,
- * provider_ids, park_payload, due_ms, delayed_member, message key) each. Outcome and
+ * provider_ids, park_payload, due_ms, delayed_member, message key,
+ * keep_payload, expires_ms, units) each; keep_payload is kept on the
+ * ledger of an accepted message that a later receipt may send again (fax),
+ * units (pages, segments) on every accepted one. Outcome and
  * ack are one step, so an ack never lands without its outcome; XACK
  * answering 0 marks a replay after a lost reply, which changes nothing. */
 static const char finish_body[] =
@@ -293,6 +296,13 @@ static const char finish_body[] =
 "      local extra = nil\n"
 "      if ARGV[a + 4] ~= '' then extra = {'provider_id', ARGV[a + 4]} end\n"
 "      local moved = setstate(mk, ev, ck, new, ARGV[a + 3], extra)\n"
+"      if moved and new == 'accepted' then\n"
+"        if ARGV[a + 9] ~= '' then\n"
+"          redis.call('HSET', mk, 'payload', ARGV[a + 9], 'expires',\n"
+"            ARGV[a + 10])\n"
+"        end\n"
+"        if ARGV[a + 11] ~= '0' then redis.call('HSET', mk, 'units', ARGV[a + 11]) end\n"
+"      end\n"
 "      if moved and new == 'accepted' and ARGV[a + 4] ~= '' then\n"
 /* every part's id leads to the message; receipts that came first wait
  * under rcpt: and are applied now */
@@ -330,14 +340,17 @@ static const char finish_body[] =
 "    end\n"
 "    redis.call('XDEL', q, ARGV[a])\n"
 "  end\n"
-"  a = a + 9\n"
+"  a = a + 12\n"
 "end\n"
 "return n\n";
 
-/* KEYS: events. ARGV[4..]: provider, id, receipt state (delivered |
- * failed | expired), the provider's stat word, error. A receipt whose id
- * is not known yet (it beat the submit response, or the outcome is still
- * on its way to Redis) is kept under rcpt: for the finish script. */
+/* KEYS: events, delayed. ARGV[4..]: provider, id, receipt state
+ * (delivered | failed | expired | retry), the provider's stat word, error,
+ * then for retry: backoff base ms, cap ms, max attempts, jitter in [0,1).
+ * A receipt whose id is not known yet (it beat the submit response, or the
+ * outcome is still on its way to Redis) is kept under rcpt: for the finish
+ * script. `retry` (a fax line was busy) sends the message again within its
+ * deadline: only for the message's current provider id, once per id. */
 static const char receipt_body[] =
 "local prov, id, rs, stat, err = ARGV[4], ARGV[5], ARGV[6], ARGV[7],\n"
 "  ARGV[8]\n"
@@ -347,7 +360,61 @@ static const char receipt_body[] =
 "    rs .. '\\t' .. stat .. '\\t' .. err, 'PX', 86400000)\n"
 "  return 'early'\n"
 "end\n"
-"return apply_receipt(PFX .. 'msg:' .. mk, KEYS[1], id, rs, stat, err)\n";
+"mk = PFX .. 'msg:' .. mk\n"
+"if rs ~= 'retry' then\n"
+"  return apply_receipt(mk, KEYS[1], id, rs, stat, err)\n"
+"end\n"
+"if redis.call('HSETNX', mk, 'part:' .. id, 'retry') == 0 then\n"
+"  return 'duplicate'\n"
+"end\n"
+"local m = redis.call('HMGET', mk, 'state', 'provider_id', 'attempts',\n"
+"  'payload', 'expires', 'campaign', 'channel')\n"
+"if m[1] ~= 'accepted' or m[2] ~= id or not m[4] then return 'late' end\n"
+"local ck = nil\n"
+"if m[6] and m[6] ~= '' then ck = PFX .. 'campaign:' .. m[6] end\n"
+"local att = tonumber(m[3] or '1')\n"
+"local d = tonumber(ARGV[9])\n"
+"for i = 2, att do if d < tonumber(ARGV[10]) then d = d * 2 end end\n"
+"if d > tonumber(ARGV[10]) then d = tonumber(ARGV[10]) end\n"
+"local due = tonumber(NOW) + math.floor(d / 2 + d / 2 * tonumber(ARGV[12]))\n"
+"local why = stat .. ': ' .. err\n"
+"local exp = tonumber(m[5] or '0')\n"
+"if att >= tonumber(ARGV[11]) then\n"
+"  setstate(mk, KEYS[1], ck, 'failed', why .. ' after ' .. att ..\n"
+"    ' attempts', nil)\n"
+"  return 'failed'\n"
+"elseif exp > 0 and due > exp then\n"
+"  setstate(mk, KEYS[1], ck, 'expired', why .. '; deadline reached', nil)\n"
+"  return 'expired'\n"
+"end\n"
+"setstate(mk, KEYS[1], ck, 'deferred', why .. '; retrying', nil)\n"
+"local chi = {email = 0, sms = 1, fax = 2}\n"
+"redis.call('HSET', mk, 'next_attempt', due)\n"
+"redis.call('ZADD', KEYS[2], due, (chi[m[7]] or 2) .. '|' .. m[4])\n"
+"return 'retry'\n";
+
+/* KEYS: events. ARGV[4..]: provider, fax id, from, to, stored path,
+ * pages, touch history cap. An inbound fax is recorded once per fax id:
+ * an event for the CRM, and an entry on the touch history of the customer
+ * whose fax number it came from (through cidx:fax:<number>), or the event
+ * says unmatched. */
+static const char faxin_body[] =
+"local ev, prov, id, from, to = KEYS[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7]\n"
+"if not redis.call('SET', PFX .. 'faxin:' .. prov .. ':' .. id, NOW, 'NX',\n"
+"    'PX', TTL) then\n"
+"  return 'duplicate'\n"
+"end\n"
+"local cust = redis.call('GET', PFX .. 'cidx:fax:' .. from) or ''\n"
+"if cust ~= '' then\n"
+"  redis.call('XADD', PFX .. 'touch:' .. cust, 'MAXLEN', '~', ARGV[10], '*',\n"
+"    'type', 'fax_in', 'channel', 'fax', 'provider', prov, 'fax_id', id,\n"
+"    'from', from, 'to', to, 'path', ARGV[8], 'pages', ARGV[9], 'time', NOW)\n"
+"end\n"
+"event(ev, {'type', 'fax_in', 'provider', prov, 'fax_id', id, 'from', from,\n"
+"  'to', to, 'path', ARGV[8], 'pages', ARGV[9], 'customer', cust,\n"
+"  'matched', cust ~= '' and '1' or '0', 'time', NOW})\n"
+"if cust == '' then return 'unmatched' end\n"
+"return cust\n";
 
 /* KEYS: events, suppress:sms, q:sms. ARGV[4..]: action (stop | start |
  * help | none), from, to, text, provider, reply key ('' = no reply),
@@ -436,7 +503,8 @@ track_init(const char *prefix)
                     tables)) < 0 ||
         (rc = build(&gw_scripts.receipt, "receipt", receipt_body,
                     tables)) < 0 ||
-        (rc = build(&gw_scripts.mo, "mo", mo_body, tables)) < 0)
+        (rc = build(&gw_scripts.mo, "mo", mo_body, tables)) < 0 ||
+        (rc = build(&gw_scripts.faxin, "faxin", faxin_body, tables)) < 0)
         return rc;
     return 0;
 }
@@ -454,13 +522,14 @@ track_free(void)
     gw_script_free(&gw_scripts.promote);
     gw_script_free(&gw_scripts.receipt);
     gw_script_free(&gw_scripts.mo);
+    gw_script_free(&gw_scripts.faxin);
 }
 
 static const struct gw_script *const all_scripts[] = {
     &gw_scripts.expand, &gw_scripts.enqueue, &gw_scripts.dead,
     &gw_scripts.campaign, &gw_scripts.control, &gw_scripts.begin,
     &gw_scripts.finish, &gw_scripts.promote, &gw_scripts.receipt,
-    &gw_scripts.mo,
+    &gw_scripts.mo, &gw_scripts.faxin,
 };
 
 static void
