@@ -1233,7 +1233,10 @@ on_later(uv_timer_t *t)
 
     while ((g = s->d_head) != NULL) {
         struct send_outcome o = { .result = g->res, .reply = g->reply,
-                                  .in_doubt = g->in_doubt };
+                                  .in_doubt = g->in_doubt,
+                                  .throttled = g->res == SEND_TEMPFAIL &&
+                                               g->nthrottle > 0,
+                                  .units = (int)g->nparts };
 
         msg_detach(g);
         if (g->res == SEND_OK) {

@@ -346,6 +346,12 @@ report(struct smtp *s, struct xfer *x)
     struct send_outcome o = { .result = x->res, .final = 0,
                               .in_doubt = x->in_doubt };
 
+    /* 421 (closing), 451 and 452 (local error, insufficient storage) are
+     * how SMTP servers ask a sender to slow down. */
+    o.throttled = x->res == SEND_TEMPFAIL &&
+                  (x->fail_code == 421 || x->fail_code == 451 ||
+                   x->fail_code == 452);
+
     o.provider_id = x->provider_id[0] ? x->provider_id : NULL;
     o.reply = x->reply[0] ? x->reply : NULL;
     switch (x->res) {

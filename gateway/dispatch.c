@@ -2,13 +2,19 @@
  * dispatch.c -- from gw:q:<channel> to the channel and back to the ledger.
  * A batch of queue entries is moved to `sending` by one script (which also
  * skips messages whose ledger is final, whose campaign is paused or
- * cancelled, or whose deadline passed), each message goes to its
- * provider's channel, and the outcomes are written together with their
- * XACKs by one more script, batched per loop iteration.
+ * cancelled, whose address opted out, whose customer reached a frequency
+ * cap, or whose deadline passed), each message goes to its provider's
+ * channel, and the outcomes are written together with their XACKs by one
+ * more script, batched per loop iteration. Before the begin script the
+ * contact policy (policy.c) holds back what is outside its sending window
+ * (deferred to the opening) and what its token buckets do not allow yet
+ * (waiting here, per bucket path, so other paths go on).
  */
 #include "gw.h"
 
+#include "../common/buf.h"
 #include "../common/err.h"
+#include "../scheduler/throttle.h"
 #include "../templates/template.h"
 
 #include <errno.h>
@@ -19,6 +25,8 @@
 static const struct log_ctx lg = { "dispatch", NULL };
 
 #define CACHE_MAX 1024
+
+struct wgroup;
 
 struct dmsg {
     struct gw      *g;
@@ -46,11 +54,26 @@ struct dmsg {
     int             units;      /* pages, segments (0: one message) */
     int             pidx;       /* index of its channel in g->chan */
     int64_t         due;
+    const json_t   *def;        /* the campaign's definition (cached) */
     struct dmsg    *next;
 };
 
+/* Messages waiting for tokens on one bucket path, in arrival order. */
+struct wgroup {
+    char                *key;
+    struct throttle_path path;
+    GQueue               q;
+    double               rate;  /* the slowest bucket's configured rate */
+};
+
 struct dispatch {
-    GHashTable  *vars;          /* campaign id -> json_t vars (or null) */
+    GHashTable  *vars;          /* campaign id -> json_t definition (or
+                                   null) */
+    GHashTable  *waits;         /* path key -> struct wgroup */
+    unsigned     nwaiting;
+    uv_timer_t   wait_timer;
+    int          timer_open;
+    struct buf   rules;         /* scratch: frequency cap rules */
     struct tpl_out out;         /* reused by every render: no allocation
                                    once warm, and its zone cache lives */
     unsigned     inflight;      /* dmsgs alive */
@@ -65,7 +88,18 @@ struct dbatch {
     unsigned      fetching;     /* campaign definitions outstanding */
 };
 
+/* A message's class: its own, else marketing for a campaign and
+ * transactional for a triggered message. */
+static const char *
+msg_class(const struct dmsg *d)
+{
+    if (d->m.class && *d->m.class)
+        return d->m.class;
+    return d->campaign ? "marketing" : "transactional";
+}
+
 static void begin_batch(struct dbatch *b);
+static void admit_batch(struct dbatch *b);
 
 static void
 dmsg_free(struct dmsg *d)
@@ -84,6 +118,16 @@ dmsg_free(struct dmsg *d)
     free(d);
 }
 
+static void
+wgroup_free(void *p)
+{
+    struct wgroup *w = p;
+
+    g_free(w->key);
+    g_queue_clear(&w->q);
+    free(w);
+}
+
 int
 dispatch_init(struct gw *g)
 {
@@ -91,8 +135,48 @@ dispatch_init(struct gw *g)
         return -1;
     g->dp->vars = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                         (GDestroyNotify)json_decref);
+    g->dp->waits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
+                                         wgroup_free);
+    buf_init(&g->dp->rules, 64 * 1024);
     tpl_out_init(&g->dp->out, 0);
+    uv_timer_init(g->loop, &g->dp->wait_timer);
+    g->dp->wait_timer.data = g;
+    g->dp->timer_open = 1;
     return 0;
+}
+
+/* Shutdown: messages still waiting for tokens stay pending in their
+ * stream (not acked) and are read again at the next start. */
+void
+dispatch_release_waiting(struct gw *g)
+{
+    GHashTableIter it;
+    gpointer v;
+
+    if (!g->dp)
+        return;
+    g_hash_table_iter_init(&it, g->dp->waits);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        struct wgroup *w = v;
+        struct dmsg *d;
+        while ((d = g_queue_pop_head(&w->q)) != NULL) {
+            stream_done(d->e);
+            dmsg_free(d);
+        }
+    }
+    g_hash_table_remove_all(g->dp->waits);
+    g->dp->nwaiting = 0;
+    uv_timer_stop(&g->dp->wait_timer);
+}
+
+void
+dispatch_close(struct gw *g)
+{
+    dispatch_release_waiting(g);
+    if (g->dp && g->dp->timer_open) {
+        g->dp->timer_open = 0;
+        uv_close((uv_handle_t *)&g->dp->wait_timer, NULL);
+    }
 }
 
 void
@@ -101,6 +185,8 @@ dispatch_free(struct gw *g)
     if (!g->dp)
         return;
     g_hash_table_destroy(g->dp->vars);
+    g_hash_table_destroy(g->dp->waits);
+    buf_free(&g->dp->rules);
     tpl_out_free(&g->dp->out);
     free(g->dp);
     g->dp = NULL;
@@ -217,26 +303,6 @@ dispatch_flush(struct gw *g)
         flush_channel(g, ch);
 }
 
-/* Exponential backoff with jitter, capped; 0 once attempts are used up
- * or the deadline would pass. */
-static int64_t
-retry_at(struct dmsg *d)
-{
-    const struct config *c = d->g->conf;
-    int64_t delay = c->retry_base_ms, now = gw_now_ms();
-
-    if (d->m.attempt >= c->max_attempts)
-        return 0;
-    for (int i = 1; i < d->m.attempt && delay < c->retry_max_ms; i++)
-        delay *= 2;
-    if (delay > c->retry_max_ms)
-        delay = c->retry_max_ms;
-    delay = delay / 2 + (int64_t)(g_random_double() * (double)(delay / 2));
-    if (d->expires && now + delay > d->expires)
-        return 0;
-    return now + delay;
-}
-
 static void
 on_sent(struct message *m, const struct send_outcome *o, void *arg)
 {
@@ -257,6 +323,8 @@ on_sent(struct message *m, const struct send_outcome *o, void *arg)
         outcome(d, ST_FAILED, o->reply ? o->reply : "permanent failure");
         return;
     case SEND_TEMPFAIL:
+        if (o->throttled)
+            policy_signal(d->g, d->m.provider);
         break;
     }
     if (o->in_doubt && !d->g->conf->channel[d->ch].in_doubt_resend) {
@@ -267,14 +335,17 @@ on_sent(struct message *m, const struct send_outcome *o, void *arg)
         outcome(d, ST_FAILED, reason);
         return;
     }
-    if ((d->due = retry_at(d)) == 0) {
-        snprintf(reason, sizeof reason, "%s after %d attempts: %s",
-                 d->expires && gw_now_ms() >= d->expires - 1 ? "deadline"
-                 : "gave up", d->m.attempt, o->reply ? o->reply : "");
-        outcome(d, d->m.attempt >= d->g->conf->max_attempts ? ST_FAILED
-                                                           : ST_EXPIRED,
-                reason);
-        return;
+    {
+        int expired = 0;
+        d->due = policy_retry_due(d->g, d->ch, d->m.attempt,
+                                  o->retry_after_ms, d->expires, &expired);
+        if (d->due == 0 || expired) {
+            snprintf(reason, sizeof reason, "%s after %d attempts: %s",
+                     expired ? "deadline" : "gave up", d->m.attempt,
+                     o->reply ? o->reply : "");
+            outcome(d, expired ? ST_EXPIRED : ST_FAILED, reason);
+            return;
+        }
     }
     log_info(&d->m.log, "temporary failure (%s); retry in %lld s",
              o->reply ? o->reply : "?",
@@ -411,15 +482,16 @@ send_one(struct dmsg *d, int attempt)
 
     d->m.attempt = attempt;
     if (d->campaign && !d->vars) {
-        json_t *v = g_hash_table_lookup(g->dp->vars, d->campaign);
-        if (!v) {
+        json_t *def = g_hash_table_lookup(g->dp->vars, d->campaign);
+        json_t *v = def ? json_object_get(def, "vars") : NULL;
+        if (!def) {
             /* Its definition could not be read (Redis dropped): retry
              * rather than send without the campaign's variables. */
             d->due = gw_now_ms() + 1000;
             outcome(d, ST_DEFERRED, "campaign definition not loaded");
             return;
         }
-        if (!json_is_null(v))
+        if (v && !json_is_null(v))
             d->m.vars = d->vars = json_incref(v);
     }
     if (render(d) < 0)
@@ -492,6 +564,11 @@ begin_batch(struct dbatch *b)
     struct gw *g = b->g;
     struct ops *o;
 
+    int64_t maxwin = 0;
+
+    for (size_t i = 0; i < g->conf->nfreq; i++)
+        if (g->conf->freq[i].window_s * 1000 > maxwin)
+            maxwin = g->conf->freq[i].window_s * 1000;
     o = ops_new(g, &gw_scripts.begin, on_begun, b);
     ops_key(o, g->k.events);
     for (size_t i = 0; i < b->n; i++) {
@@ -503,6 +580,7 @@ begin_batch(struct dbatch *b)
     }
     ops_head(o);
     ops_argi(o, (int64_t)b->n);
+    ops_argi(o, maxwin);
     for (size_t i = 0; i < b->n; i++) {
         struct dmsg *d = b->msgs[i];
         ops_arg(o, d->ckey ? "1" : "0");
@@ -511,8 +589,185 @@ begin_batch(struct dbatch *b)
         ops_arg(o, d->address);
         ops_arg(o, d->m.customer);
         ops_arg(o, d->system ? "1" : "0");
+        policy_freq_rules(g, d->ch, msg_class(d), &g->dp->rules);
+        ops_argn(o, (const char *)g->dp->rules.data, g->dp->rules.len);
+        ops_arg(o, msg_class(d));
+        ops_arg(o, gw_channel_name(d->ch));
+        ops_arg(o, d->m.key);
     }
     ops_run(o);
+}
+
+static struct dbatch *
+dbatch_new(struct gw *g, size_t cap)
+{
+    struct dbatch *b = calloc(1, sizeof *b);
+
+    if (!b || (b->msgs = calloc(cap ? cap : 1, sizeof *b->msgs)) == NULL)
+        fatal("out of memory");
+    b->g = g;
+    return b;
+}
+
+static void
+go_batch(struct dbatch *b)
+{
+    if (b->n == 0) {
+        free(b->msgs);
+        free(b);
+        return;
+    }
+    begin_batch(b);
+}
+
+static void on_wait_timer(uv_timer_t *t);
+
+static void
+arm_wait_timer(struct gw *g, int64_t wait_us)
+{
+    uint64_t ms = wait_us <= 0 ? 1 : (uint64_t)((wait_us + 999) / 1000);
+
+    if (!g->dp->timer_open)
+        return;
+    if (ms > 1000)
+        ms = 1000;
+    if (uv_is_active((uv_handle_t *)&g->dp->wait_timer) &&
+        uv_timer_get_due_in(&g->dp->wait_timer) <= ms)
+        return;
+    uv_timer_start(&g->dp->wait_timer, on_wait_timer, ms, 0);
+}
+
+/* Release what the buckets allow now, oldest first per path. */
+static void
+on_wait_timer(uv_timer_t *t)
+{
+    struct gw *g = t->data;
+    struct dispatch *dp = g->dp;
+    struct dbatch *b = dbatch_new(g, dp->nwaiting);
+    int64_t now = gw_now_ms() * 1000, minwait = INT64_MAX;
+    GHashTableIter it;
+    gpointer v;
+
+    policy_leases(g);
+    g_hash_table_iter_init(&it, dp->waits);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        struct wgroup *w = v;
+        struct dmsg *d;
+        int64_t wait = 0;
+
+        while ((d = g_queue_peek_head(&w->q)) != NULL &&
+               throttle_path_take(&w->path, now, 1, &wait) == 0) {
+            g_queue_pop_head(&w->q);
+            dp->nwaiting--;
+            b->msgs[b->n++] = d;
+        }
+        if (g_queue_is_empty(&w->q))
+            g_hash_table_iter_remove(&it);
+        else if (wait < minwait)
+            minwait = wait;
+    }
+    go_batch(b);
+    if (dp->nwaiting)
+        /* shared buckets wait for their lease: poll at least every 20 ms */
+        arm_wait_timer(g, minwait < 20000 ? minwait : 20000);
+}
+
+/* Apply the contact policy to a batch whose definitions and templates
+ * are at hand: the sending window, then the token buckets. What may go
+ * now goes to the begin script. */
+static void
+admit_batch(struct dbatch *b)
+{
+    struct gw *g = b->g;
+    struct dispatch *dp = g->dp;
+    struct dbatch *go = dbatch_new(g, b->n);
+    int64_t now_ms = gw_now_ms(), now = now_ms * 1000;
+    char reason[200], key[THROTTLE_NAME_MAX * 2];
+
+    for (size_t i = 0; i < b->n; i++) {
+        struct dmsg *d = b->msgs[i];
+        const json_t *cw = d->campaign
+            ? json_object_get(g_hash_table_lookup(dp->vars, d->campaign),
+                              "window") : NULL;
+        const char *tz = json_string_value(json_object_get(d->m.recipient,
+                                                           "tz"));
+        struct throttle_path path;
+        struct wgroup *w;
+        int64_t open, wait = 0;
+        char *domain = NULL;
+        const char *sender;
+
+        if (!d->system &&
+            (open = policy_window(g, d->ch, msg_class(d), tz, cw, now_ms))
+                != 0) {
+            if (open < 0) {
+                outcome(d, ST_FAILED, "no sending window ever opens for "
+                        "this message (quiet hours, days, holidays)");
+            } else if (d->expires && open > d->expires) {
+                outcome(d, ST_EXPIRED, "deadline before its sending window "
+                        "opens (quiet hours)");
+            } else {
+                GDateTime *dt = g_date_time_new_from_unix_utc(open / 1000);
+                char *s = g_date_time_format_iso8601(dt);
+                snprintf(reason, sizeof reason, "quiet hours: waiting for "
+                         "the window to open at %s", s);
+                g_free(s);
+                g_date_time_unref(dt);
+                d->due = open;
+                outcome(d, ST_DEFERRED, reason);
+            }
+            continue;
+        }
+        if (g->conf->nthrottle == 0) {
+            go->msgs[go->n++] = d;
+            continue;
+        }
+        if (d->ch == CH_EMAIL && d->m.to && strchr(d->m.to, '@'))
+            domain = g_ascii_strdown(strchr(d->m.to, '@') + 1, -1);
+        sender = provider_sender(g, d->m.provider);
+        policy_path(g, d->m.provider, sender, domain, &path, now);
+        g_free(domain);
+        if (path.n == 0) {
+            go->msgs[go->n++] = d;
+            continue;
+        }
+        key[0] = 0;
+        for (int k = 0; k < path.n; k++)
+            g_strlcat(key, path.b[k]->name ? path.b[k]->name : "?",
+                      sizeof key);
+        w = g_hash_table_lookup(dp->waits, key);
+        if (!w && throttle_path_take(&path, now, 1, &wait) == 0) {
+            go->msgs[go->n++] = d;
+            continue;
+        }
+        if (!w) {
+            if ((w = calloc(1, sizeof *w)) == NULL)
+                fatal("out of memory");
+            w->key = g_strdup(key);
+            w->path = path;
+            g_queue_init(&w->q);
+            w->rate = 1e12;
+            for (int k = 0; k < path.n; k++)
+                if (path.b[k]->conf_rate < w->rate)
+                    w->rate = path.b[k]->conf_rate;
+            g_hash_table_insert(dp->waits, w->key, w);
+        }
+        if (g_queue_get_length(&w->q) >= (w->rate * 2 > 64 ? w->rate * 2
+                                                            : 64)) {
+            /* More than about two seconds of backlog on this path: let
+             * the delayed queue hold it rather than our memory. */
+            d->due = now_ms + (int64_t)(1000.0 *
+                     g_queue_get_length(&w->q) / w->rate);
+            outcome(d, ST_DEFERRED, "throttled: waiting for the rate limit");
+            continue;
+        }
+        g_queue_push_tail(&w->q, d);
+        dp->nwaiting++;
+        arm_wait_timer(g, wait);
+    }
+    free(b->msgs);
+    free(b);
+    go_batch(go);
 }
 
 struct def_fetch {
@@ -530,10 +785,10 @@ on_def(struct gw_redis *r, redisReply *rep, void *arg)
     (void)r;
     if (rep && rep->type == REDIS_REPLY_STRING) {
         json_t *def = json_loadb(rep->str, rep->len, 0, NULL);
-        json_t *v = def ? json_object_get(def, "vars") : NULL;
-        if (v)
-            vars = json_incref(v);
-        json_decref(def);
+        if (def) {
+            json_decref(vars);
+            vars = def;
+        }
     }
     if (rep) {
         if (g_hash_table_size(b->g->dp->vars) >= CACHE_MAX)
@@ -548,7 +803,7 @@ on_def(struct gw_redis *r, redisReply *rep, void *arg)
     /* Without a reply the vars stay unknown; the begin script will find
      * Redis down too and the batch is retried as a whole. */
     if (--b->fetching == 0)
-        begin_batch(b);
+        admit_batch(b);
 }
 
 static void
@@ -558,7 +813,7 @@ on_templates(void *arg, int ok)
 
     (void)ok;   /* a set still missing is deferred by render() */
     if (--b->fetching == 0)
-        begin_batch(b);
+        admit_batch(b);
 }
 
 static struct dmsg *
@@ -675,6 +930,7 @@ dispatch_entries(struct gw *g, struct entry **es, size_t n)
         free(b->msgs);
         free(b);
     } else {
+        /* fetches first, then admit_batch() */
         GHashTable *tset = g_hash_table_new(g_str_hash, g_str_equal);
         GPtrArray *names = g_ptr_array_new();
         GHashTableIter it;
@@ -708,7 +964,7 @@ dispatch_entries(struct gw *g, struct entry **es, size_t n)
         g_ptr_array_free(names, TRUE);
         g_hash_table_destroy(tset);
         if (--b->fetching == 0)
-            begin_batch(b);
+            admit_batch(b);
     }
     if (want)
         g_hash_table_destroy(want);

@@ -198,7 +198,8 @@ add_recipient(struct batch *b, const json_t *r, const char *raw,
                                                 key));
     g_ptr_array_add(b->customers, g_strdup(cid));
     g_ptr_array_add(b->payloads, message_payload(x->job, r, key,
-                                                 x->job->id));
+                                                 x->job->id,
+        g->conf->channel[x->job->channel].ttl_s * 1000));
     json_decref(parsed);
     return;
 reject:

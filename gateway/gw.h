@@ -57,7 +57,7 @@ struct stream {
 enum { S_JOBS, S_EMAIL, S_SMS, S_FAX, S_COUNT };
 
 struct keys {
-    char *jobs, *dead, *events, *delayed;
+    char *jobs, *dead, *events, *delayed, *remind;
     char *q[CH_COUNT];
     char *suppress[CH_COUNT], *suppress_customer;
     char *prefix;
@@ -84,6 +84,8 @@ struct gw {
     size_t            nchan;
     struct metrics    m;
     struct dispatch  *dp;
+    struct policy    *pol;
+    struct reminders *rm;
     struct expander  *ex;
     struct http      *http;
     struct tplcache  *tc;
@@ -111,7 +113,8 @@ struct ops {
 /* track.c: the Lua scripts and the ledger */
 struct scripts {
     struct gw_script expand, enqueue, dead, campaign, control, begin, finish,
-                     promote, receipt, mo, faxin;
+                     promote, receipt, mo, faxin, customer,
+                     remind_due, remind_fire, gcra;
 };
 extern struct scripts gw_scripts;
 /* Build the scripts for the key prefix. */
@@ -153,7 +156,7 @@ void entry_ack(struct gw *g, struct entry *e);
 
 /* The queue entry of one message (new string; free). */
 char *message_payload(const struct job *j, const json_t *recipient,
-                      const char *key, const char *campaign);
+                      const char *key, const char *campaign, int64_t ttl_ms);
 
 /* expand.c: campaign and control jobs, audience expansion. Both take j. */
 void campaign_job(struct gw *g, struct job *j, struct entry *e);
@@ -163,6 +166,38 @@ void expander_heartbeat(struct gw *g);
 int  expander_busy(struct gw *g);
 void expander_free(struct gw *g);
 
+/* remind.c: customer upserts and reminder rules */
+int  remind_init(struct gw *g);
+void remind_start(struct gw *g);
+void remind_close(struct gw *g);
+void remind_free(struct gw *g);
+void customer_job(struct gw *g, struct job *j, struct entry *e);
+
+/* policy.c: windows, buckets, backoff, frequency cap rules */
+struct throttle_path;
+int  policy_init(struct gw *g);
+void policy_free(struct gw *g);
+/* 0: may go now; else the time (ms) its window opens; -1: never. */
+int64_t policy_window(struct gw *g, enum gw_channel ch, const char *class,
+                      const char *tz, const json_t *campaign_window,
+                      int64_t now_ms);
+void policy_path(struct gw *g, const char *provider, const char *sender,
+                 const char *domain, struct throttle_path *path,
+                 int64_t now_us);
+const char *provider_sender(struct gw *g, const char *provider);
+void policy_signal(struct gw *g, const char *provider);
+void policy_sweep(struct gw *g);
+void policy_leases(struct gw *g);
+/* Due time of the next attempt (0: attempts used up; *expired: past the
+ * deadline). */
+int64_t policy_retry_due(struct gw *g, enum gw_channel ch, int attempt,
+                         int64_t retry_after_ms, int64_t deadline_ms,
+                         int *expired);
+struct buf;
+void policy_freq_rules(struct gw *g, enum gw_channel ch, const char *class,
+                       struct buf *out);
+void policy_metrics(struct gw *g, struct buf *b);
+
 /* dispatch.c: queues -> channels -> ledger */
 int  dispatch_init(struct gw *g);
 void dispatch_entries(struct gw *g, struct entry **e, size_t n);
@@ -170,6 +205,8 @@ void dispatch_flush(struct gw *g);
 /* Forced shutdown: forget outcomes not yet written (entries stay
  * pending, and are re-read by the next start). */
 void dispatch_drop(struct gw *g);
+void dispatch_release_waiting(struct gw *g);
+void dispatch_close(struct gw *g);
 unsigned dispatch_inflight(struct gw *g);
 void dispatch_free(struct gw *g);
 

@@ -645,7 +645,7 @@ on_enqueued(struct ops *o, redisReply *rep)
 
 char *
 message_payload(const struct job *j, const json_t *recipient,
-                const char *key, const char *campaign)
+                const char *key, const char *campaign, int64_t ttl_ms)
 {
     json_t *o = json_object();
     const char *cid = json_string_value(json_object_get(recipient,
@@ -660,8 +660,14 @@ message_payload(const struct job *j, const json_t *recipient,
     json_object_set_new(o, "provider", json_string(j->provider));
     if (j->class)
         json_object_set_new(o, "class", json_string(j->class));
-    if (j->expires_ms)
+    if (j->expires_ms) {
         json_object_set_new(o, "expires", json_integer(j->expires_ms));
+    } else if (ttl_ms > 0) {
+        /* the channel's default deadline, from when it may first go */
+        int64_t from = j->send_at_ms > gw_now_ms() ? j->send_at_ms
+                                                   : gw_now_ms();
+        json_object_set_new(o, "expires", json_integer(from + ttl_ms));
+    }
     if (j->send_at_ms)
         json_object_set_new(o, "send_at", json_integer(j->send_at_ms));
     if (j->smart_encoding >= 0)
@@ -713,12 +719,12 @@ jobs_handler(struct gw *g, struct entry **es, size_t n)
         struct job *j;
 
         if (!e->payload) {
-            g->m.jobs_received[3]++;
+            g->m.jobs_received[JOB_INVALID]++;
             dead_letter(g, e, DEAD_JSON, "job: the entry has no 'job' field");
             continue;
         }
         if (job_parse(&j, e->payload, e->len, g->conf, &cls, reason) < 0) {
-            g->m.jobs_received[3]++;
+            g->m.jobs_received[JOB_INVALID]++;
             dead_letter(g, e, cls, reason);
             continue;
         }
@@ -802,10 +808,15 @@ route_jobs(void *arg, int ok)
             control_job(g, j, e);       /* takes j */
             continue;
         }
+        if (j->type == JOB_CUSTOMER) {
+            customer_job(g, j, e);      /* takes j */
+            continue;
+        }
         it[ni].e = e;
         it[ni].key = g_strdup(j->id);
         it[ni].ledger = g_strdup_printf("%smsg:%s", g->k.prefix, j->id);
-        it[ni].payload = message_payload(j, j->recipient, it[ni].key, NULL);
+        it[ni].payload = message_payload(j, j->recipient, it[ni].key, NULL,
+            g->conf->channel[j->channel].ttl_s * 1000);
         it[ni].queue = g->k.q[j->channel];
         it[ni].channel = gw_channel_name(j->channel);
         it[ni].customer = g_strdup(json_string_value(

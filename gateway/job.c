@@ -520,6 +520,67 @@ parse_message(struct job *j, const struct config *conf,
     return 0;
 }
 
+/* A customer date: "YYYY-MM-DD", a yearly "--MM-DD", or an RFC 3339
+ * date-time (a last purchase). */
+int
+job_date_valid(const char *s)
+{
+    int64_t ms;
+    size_t n = strlen(s);
+    int y, m, d, mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+    if (n == 10 && s[4] == '-' && s[7] == '-' &&
+        sscanf(s, "%4d-%2d-%2d", &y, &m, &d) == 3 && y >= 1800) {
+        if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+            return 0;
+        return m != 2 || d != 29 || (y % 4 == 0 && (y % 100 != 0 ||
+                                                    y % 400 == 0));
+    }
+    if (n == 7 && s[0] == '-' && s[1] == '-' && s[4] == '-' &&
+        sscanf(s + 2, "%2d-%2d", &m, &d) == 2)
+        return m >= 1 && m <= 12 && d >= 1 && d <= mdays[m - 1];
+    return n > 10 && job_time_parse(s, NULL, &ms) == 0;
+}
+
+static int
+parse_customer(struct job *j, char reason[JOB_REASON_MAX])
+{
+    static const char *const fields[] = { "type", "id", "customer", NULL };
+    json_t *c, *copy, *v;
+    const char *k;
+    int rc;
+
+    if (only_fields(j->root, "", fields, reason) < 0)
+        return GW_EINVAL;
+    c = json_object_get(j->root, "customer");
+    if (!json_is_object(c))
+        return why(reason, "customer: missing or not an object");
+    j->dates = json_object_get(c, "dates");
+    if (j->dates) {
+        if (!json_is_object(j->dates))
+            return why(reason, "customer.dates: must be an object");
+        if (json_object_size(j->dates) > 32)
+            return why(reason, "customer.dates: more than 32 dates");
+        json_object_foreach(j->dates, k, v) {
+            if (!ident_ok(k, 64))
+                return why(reason, "customer.dates: a name must be 1-64 "
+                           "printable characters");
+            if (!json_is_string(v) || !job_date_valid(json_string_value(v)))
+                return why(reason, "customer.dates.%.64s: not a date "
+                           "(YYYY-MM-DD, --MM-DD or an RFC 3339 time)", k);
+        }
+    }
+    /* The rest is a recipient, without a channel to require. */
+    copy = json_copy(c);
+    json_object_del(copy, "dates");
+    rc = job_check_recipient(copy, CH_COUNT, "customer", reason);
+    json_decref(copy);
+    if (rc < 0)
+        return rc;
+    j->recipient = c;
+    return 0;
+}
+
 static int
 parse_control(struct job *j, char reason[JOB_REASON_MAX])
 {
@@ -593,15 +654,17 @@ job_parse(struct job **out, const char *json, size_t len,
     } else if (strcmp(type, "control") == 0) {
         j->type = JOB_CONTROL;
         rc = parse_control(j, reason);
-    } else if (strcmp(type, "customer") == 0 ||
-               strcmp(type, "conversion") == 0) {
+    } else if (strcmp(type, "customer") == 0) {
+        j->type = JOB_CUSTOMER;
+        rc = parse_customer(j, reason);
+    } else if (strcmp(type, "conversion") == 0) {
         /* Kept in gw:dead so they can be replayed once tracking lands. */
         *cls = DEAD_UNSUPPORTED;
         rc = why(reason, "type: '%s' jobs are not handled by this version",
                  type);
     } else {
         rc = why(reason, "type: unknown job type '%.32s' (campaign, message, "
-                 "control)", type);
+                 "control, customer)", type);
     }
     if (rc == 0) {
         *out = j;

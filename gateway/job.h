@@ -13,7 +13,8 @@
 
 #include "config.h"
 
-enum job_type { JOB_CAMPAIGN, JOB_MESSAGE, JOB_CONTROL };
+enum job_type { JOB_CAMPAIGN, JOB_MESSAGE, JOB_CONTROL, JOB_CUSTOMER,
+                JOB_INVALID };
 enum control_action { CTL_PAUSE, CTL_RESUME, CTL_CANCEL };
 
 /* Why a job went to gw:dead: the metric label (bounded set). */
@@ -45,6 +46,8 @@ struct job {
     json_t         *vars;       /* campaign (or message) vars, or NULL */
     /* message */
     json_t         *recipient;
+    /* customer: recipient (the customer without dates) and dates */
+    json_t         *dates;      /* object of date strings, or NULL */
     /* control */
     const char     *campaign;
     enum control_action action;
@@ -71,6 +74,8 @@ int job_msg_key(char *out, size_t outlen, const char *campaign,
                 const char *customer, enum gw_channel ch);
 
 int job_email_valid(const char *s);
+/* A customer date field: YYYY-MM-DD, --MM-DD or RFC 3339. */
+int job_date_valid(const char *s);
 int job_e164_valid(const char *s);
 /* RFC 3339 date-time with offset, or local "YYYY-MM-DDTHH:MM:SS" read in
  * time zone tz (IANA name; NULL = UTC). Milliseconds since the epoch in

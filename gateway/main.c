@@ -50,6 +50,7 @@ keys_init(struct keys *k, const char *prefix)
     k->dead = key(prefix, "dead");
     k->events = key(prefix, "events");
     k->delayed = key(prefix, "delayed");
+    k->remind = key(prefix, "remind");
     for (int c = 0; c < CH_COUNT; c++) {
         k->q[c] = g_strdup_printf("%sq:%s", prefix,
                                   gw_channel_name((enum gw_channel)c));
@@ -67,6 +68,7 @@ keys_free(struct keys *k)
     g_free(k->dead);
     g_free(k->events);
     g_free(k->delayed);
+    g_free(k->remind);
     for (int c = 0; c < CH_COUNT; c++) {
         g_free(k->q[c]);
         g_free(k->suppress[c]);
@@ -227,6 +229,8 @@ close_rest(struct gw *g)
     /* Closing cmd ran every pending callback with no reply. */
     ops_drop_all(g);
     dispatch_drop(g);
+    dispatch_close(g);
+    remind_close(g);
     uv_close((uv_handle_t *)&g->claim_timer, on_closed_handle);
     uv_close((uv_handle_t *)&g->retry_timer, on_closed_handle);
     uv_close((uv_handle_t *)&g->setup_timer, on_closed_handle);
@@ -290,6 +294,7 @@ begin_shutdown(struct gw *g, const char *why)
     g->stopping = 1;
     intake_stop(g);
     uv_timer_stop(&g->promote_timer);
+    dispatch_release_waiting(g);
     /* The blocking read is abandoned: what it returns stays pending. */
     gw_redis_close(g->blk);
     g->blk = NULL;
@@ -422,7 +427,8 @@ main(int argc, char **argv)
         fatal("cannot build the Lua scripts");
     if (open_channels(&g) < 0)
         fatal("cannot open the channels");
-    if (dispatch_init(&g) < 0 || expander_init(&g) < 0 ||
+    if (policy_init(&g) < 0 || dispatch_init(&g) < 0 ||
+        expander_init(&g) < 0 || remind_init(&g) < 0 ||
         intake_init(&g) < 0 || tplcache_init(&g) < 0)
         fatal("out of memory");
     if (http_start(&g) < 0)
@@ -438,6 +444,7 @@ main(int argc, char **argv)
     uv_timer_start(&g.stats_timer, on_stats, 100, 2000);
     uv_timer_start(&g.lag_timer, on_lag, 100, 100);
     uv_timer_start(&g.promote_timer, on_promote, 250, 250);
+    remind_start(&g);
     uv_check_start(&g.flush_check, on_flush);
     uv_signal_init(&loop, &g.sig_term);
     uv_signal_init(&loop, &g.sig_int);
@@ -471,6 +478,8 @@ main(int argc, char **argv)
     tplcache_free(&g);
     expander_free(&g);
     dispatch_free(&g);
+    policy_free(&g);
+    remind_free(&g);
     track_free();
     keys_free(&g.k);
     gw_redis_addr_free(&g.raddr);

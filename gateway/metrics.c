@@ -46,7 +46,7 @@ int
 metrics_render(struct gw *g, struct buf *b)
 {
     static const char *const job_types[] = {
-        "campaign", "message", "control", "invalid"
+        "campaign", "message", "control", "customer", "invalid"
     };
     const struct metrics *m = &g->m;
     struct gw_redis_stats rs;
@@ -54,7 +54,7 @@ metrics_render(struct gw *g, struct buf *b)
 
     head(b, "gw_jobs_received_total", "counter",
          "Jobs read from the jobs stream, by type (invalid: not parseable).");
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i <= JOB_INVALID; i++)
         buf_printf(b, "gw_jobs_received_total{type=\"%s\"} %llu\n",
                    job_types[i], (unsigned long long)m->jobs_received[i]);
 
@@ -235,6 +235,7 @@ metrics_render(struct gw *g, struct buf *b)
         }
     }
 
+    policy_metrics(g, b);
     head(b, "gw_build_info", "gauge", "Version and commit of this build.");
     return buf_printf(b, "gw_build_info{version=\"%s\",commit=\"%s\"} 1\n",
                       GW_VERSION, GW_COMMIT);

@@ -25,7 +25,7 @@ struct prov_metrics {
 };
 
 struct metrics {
-    uint64_t jobs_received[4];          /* campaign, message, control, bad */
+    uint64_t jobs_received[JOB_INVALID + 1];  /* by type; invalid last */
     uint64_t jobs_dead[DEAD_COUNT];
     uint64_t messages[CH_COUNT][ST_COUNT];  /* transitions into a state */
     uint64_t campaigns_started, recipients_expanded, recipients_duplicate;

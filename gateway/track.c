@@ -230,14 +230,41 @@ static const char control_body[] =
 "  redis.call('HGET', ck, 'expansion') or ''}\n";
 
 /* KEYS: events, then (ledger, campaign-or-ledger, suppress:<channel>,
- * suppress:customer) per message. ARGV[4..]: n, then (has_campaign,
- * expires_ms, resend_in_doubt, address, customer, system) each. Moves each
- * message to sending unless its ledger, campaign, an opt-out or its
- * deadline says otherwise (system replies such as a STOP confirmation
- * are not suppressed). Replies one string per message. */
+ * suppress:customer) per message. ARGV[4..]: n, longest frequency cap
+ * window (ms), then (has_campaign, expires_ms, resend_in_doubt, address,
+ * customer, system, cap rules, class, channel, message key) each. Moves
+ * each message to sending unless its ledger, campaign, an opt-out, a
+ * frequency cap or its deadline says otherwise (system replies such as a
+ * STOP confirmation are not suppressed or capped). Cap rules are lines of
+ * "name\tmax\twindow_ms\tscope\tclass"; freq:<customer> holds
+ * "class|channel|key" members scored by send time, and a message counts
+ * once however often it is retried. Replies one string per message. */
 static const char begin_body[] =
-"local ev, n = KEYS[1], tonumber(ARGV[4])\n"
-"local res, a = {}, 5\n"
+"local ev, n, maxwin = KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+"local res, a = {}, 6\n"
+"local function capped(cust, rules, cls, ch, key)\n"
+"  if rules == '' or cust == '' then return nil end\n"
+"  local fk = PFX .. 'freq:' .. cust\n"
+"  local now = tonumber(NOW)\n"
+"  for name, mx, win, scope, rc in string.gmatch(rules,\n"
+"      '([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\n') do\n"
+"    local cnt = 0\n"
+"    for _, m in ipairs(redis.call('ZRANGEBYSCORE', fk, now - tonumber(win),\n"
+"        '+inf')) do\n"
+"      local mc, mch, mk = string.match(m, '^([^|]*)|([^|]*)|(.*)$')\n"
+"      if mk ~= key and (scope == 'all' or scope == mch) and\n"
+"          (rc == 'all' or rc == mc) then cnt = cnt + 1 end\n"
+"    end\n"
+"    if cnt >= tonumber(mx) then\n"
+"      return 'frequency cap ' .. name .. ': ' .. cnt .. ' of ' .. mx ..\n"
+"        ' in ' .. math.floor(tonumber(win) / 1000) .. ' s'\n"
+"    end\n"
+"  end\n"
+"  redis.call('ZADD', fk, 'NX', now, cls .. '|' .. ch .. '|' .. key)\n"
+"  redis.call('ZREMRANGEBYSCORE', fk, '-inf', now - maxwin)\n"
+"  redis.call('PEXPIRE', fk, maxwin + 60000)\n"
+"  return nil\n"
+"end\n"
 "for i = 1, n do\n"
 "  local mk, ck = KEYS[4 * i - 2], nil\n"
 "  local sup_ch, sup_cust = KEYS[4 * i], KEYS[4 * i + 1]\n"
@@ -260,6 +287,11 @@ static const char begin_body[] =
 "  elseif exp > 0 and tonumber(NOW) > exp then\n"
 "    setstate(mk, ev, ck, 'expired', 'deadline passed before sending', nil)\n"
 "    res[i] = 'skip:expired'\n"
+"  elseif st ~= 'sending' and system ~= '1' and\n"
+"      capped(cust, ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]) then\n"
+"    setstate(mk, ev, ck, 'capped', capped(cust, ARGV[a + 6], ARGV[a + 7],\n"
+"      ARGV[a + 8], ARGV[a + 9]), nil)\n"
+"    res[i] = 'skip:capped'\n"
 "  elseif st == 'sending' and ARGV[a + 2] ~= '1' then\n"
 "    setstate(mk, ev, ck, 'failed',\n"
 "      'in doubt after a restart; held (in_doubt = hold)', nil)\n"
@@ -271,7 +303,7 @@ static const char begin_body[] =
 "    setstate(mk, ev, ck, 'sending', r, nil)\n"
 "    res[i] = 'go:' .. st .. ':' .. att\n"
 "  end\n"
-"  a = a + 6\n"
+"  a = a + 10\n"
 "end\n"
 "return res\n";
 
@@ -437,6 +469,119 @@ static const char mo_body[] =
 "end\n"
 "return act\n";
 
+/* KEYS: jobs, events, remind. ARGV[4..]: group, entry id, customer id,
+ * customer JSON, email, phone, fax, n, then (rule, next firing ms or '',
+ * period) per reminder rule. Upserts cust:<id>, keeps the contact indexes
+ * cidx:<email|phone|fax>:<address> -> id, and (re)schedules the
+ * customer's reminders in the remind zset (member "<rule>|<customer>").
+ * The job is acked in the same step. */
+static const char customer_body[] =
+"local jobs, ev, rz = KEYS[1], KEYS[2], KEYS[3]\n"
+"local grp, id, cust = ARGV[4], ARGV[5], ARGV[6]\n"
+"if redis.call('XACK', jobs, grp, id) == 0 then return 'replay' end\n"
+"local ck = PFX .. 'cust:' .. cust\n"
+"local kinds = {'email', 'phone', 'fax'}\n"
+"local old = redis.call('HMGET', ck, 'email', 'phone', 'fax')\n"
+"for i = 1, 3 do\n"
+"  local new = ARGV[7 + i]\n"
+"  if old[i] and old[i] ~= '' and old[i] ~= new then\n"
+"    local ik = PFX .. 'cidx:' .. kinds[i] .. ':' .. old[i]\n"
+"    if redis.call('GET', ik) == cust then redis.call('DEL', ik) end\n"
+"  end\n"
+"  if new ~= '' then\n"
+"    redis.call('SET', PFX .. 'cidx:' .. kinds[i] .. ':' .. new, cust)\n"
+"  end\n"
+"end\n"
+"redis.call('HSET', ck, 'doc', ARGV[7], 'email', ARGV[8], 'phone', ARGV[9],\n"
+"  'fax', ARGV[10], 'updated', NOW)\n"
+"local n, a = tonumber(ARGV[11]), 12\n"
+"for i = 1, n do\n"
+"  local m = ARGV[a] .. '|' .. cust\n"
+"  if ARGV[a + 1] == '' then\n"
+"    redis.call('ZREM', rz, m)\n"
+"    redis.call('HDEL', ck, 'period:' .. ARGV[a])\n"
+"  else\n"
+"    redis.call('ZADD', rz, ARGV[a + 1], m)\n"
+"    redis.call('HSET', ck, 'period:' .. ARGV[a], ARGV[a + 2])\n"
+"  end\n"
+"  a = a + 3\n"
+"end\n"
+"event(ev, {'type', 'customer', 'customer', cust, 'time', NOW})\n"
+"redis.call('XDEL', jobs, id)\n"
+"return 'ok'\n";
+
+/* KEYS: remind. ARGV[4..]: limit, lease ms. Due reminders are leased (their
+ * score moves lease ms ahead) so that one process fires each; a process
+ * that dies with a lease lets it come due again, and the ledger key makes
+ * the second firing a no-op. Returns (member, customer JSON, period). */
+static const char remind_due_body[] =
+"local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT', 0,\n"
+"  tonumber(ARGV[4]))\n"
+"local out = {}\n"
+"for _, m in ipairs(due) do\n"
+"  redis.call('ZADD', KEYS[1], tonumber(NOW) + tonumber(ARGV[5]), m)\n"
+"  local rule, cust = string.match(m, '^([^|]*)|(.*)$')\n"
+"  local r = redis.call('HMGET', PFX .. 'cust:' .. cust, 'doc',\n"
+"    'period:' .. rule)\n"
+"  out[#out + 1] = {m, r[1] or '', r[2] or ''}\n"
+"end\n"
+"return out\n";
+
+/* KEYS: events, remind, then (ledger, queue) per message. ARGV[4..]:
+ * member, period fired, next firing ms or '', next period, customer, n,
+ * then (key, channel, provider, payload) per message. Each (rule,
+ * customer, period) makes its messages once: the ledger key holds the
+ * period. The next firing is stored unless a customer upsert moved the
+ * reminder meanwhile (its period changed). */
+static const char remind_fire_body[] =
+"local ev, rz = KEYS[1], KEYS[2]\n"
+"local m, period, nxt, nperiod, cust = ARGV[4], ARGV[5], ARGV[6],\n"
+"  ARGV[7], ARGV[8]\n"
+"local rule = string.match(m, '^([^|]*)|')\n"
+"local ck = PFX .. 'cust:' .. cust\n"
+"local n, a, made = tonumber(ARGV[9]), 10, 0\n"
+"for i = 1, n do\n"
+"  local mk, q = KEYS[1 + 2 * i], KEYS[2 + 2 * i]\n"
+"  if redis.call('EXISTS', mk) == 0 then\n"
+"    create(mk, ev, nil, ARGV[a], '', cust, ARGV[a + 1], ARGV[a + 2],\n"
+"      'reminder ' .. rule .. ' ' .. period)\n"
+"    redis.call('XADD', q, '*', 'm', ARGV[a + 3])\n"
+"    made = made + 1\n"
+"  end\n"
+"  a = a + 4\n"
+"end\n"
+"if (redis.call('HGET', ck, 'period:' .. rule) or '') == period then\n"
+"  if nxt == '' then\n"
+"    redis.call('ZREM', rz, m)\n"
+"    redis.call('HDEL', ck, 'period:' .. rule)\n"
+"  else\n"
+"    redis.call('ZADD', rz, nxt, m)\n"
+"    redis.call('HSET', ck, 'period:' .. rule, nperiod)\n"
+"  end\n"
+"end\n"
+"return made\n";
+
+/* GCRA for a shared token bucket. KEYS: throttle:<name>. ARGV: rate per
+ * second, burst, tokens wanted. Grants up to that many tokens now (and
+ * moves the theoretical arrival time on), or none and the ms to wait.
+ * Redis's own clock, so every process shares one time line. */
+static const char gcra_src[] =
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000\n"
+"local rate, burst, want = tonumber(ARGV[1]), tonumber(ARGV[2]),\n"
+"  tonumber(ARGV[3])\n"
+"local T = 1000 / rate\n"
+"local tau = burst * T\n"
+"local tat = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+"if tat < now then tat = now end\n"
+"local n = math.floor((now + tau - tat) / T)\n"
+"if n > want then n = want end\n"
+"if n <= 0 then return {0, math.ceil(tat + T - tau - now)} end\n"
+"tat = tat + n * T\n"
+"redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX',\n"
+"  math.ceil(tat - now + tau) + 1000)\n"
+"return {n, 0}\n";
+
 /* KEYS: delayed, q:email, q:sms, q:fax. ARGV[4..]: limit. Members are
  * "<channel index>|<payload>"; moved in one script so a crash can neither
  * lose nor duplicate one. */
@@ -504,7 +649,14 @@ track_init(const char *prefix)
         (rc = build(&gw_scripts.receipt, "receipt", receipt_body,
                     tables)) < 0 ||
         (rc = build(&gw_scripts.mo, "mo", mo_body, tables)) < 0 ||
-        (rc = build(&gw_scripts.faxin, "faxin", faxin_body, tables)) < 0)
+        (rc = build(&gw_scripts.faxin, "faxin", faxin_body, tables)) < 0 ||
+        (rc = build(&gw_scripts.customer, "customer", customer_body,
+                    tables)) < 0 ||
+        (rc = build(&gw_scripts.remind_due, "remind_due", remind_due_body,
+                    tables)) < 0 ||
+        (rc = build(&gw_scripts.remind_fire, "remind_fire", remind_fire_body,
+                    tables)) < 0 ||
+        (rc = gw_script_init(&gw_scripts.gcra, "gcra", gcra_src)) < 0)
         return rc;
     return 0;
 }
@@ -523,13 +675,18 @@ track_free(void)
     gw_script_free(&gw_scripts.receipt);
     gw_script_free(&gw_scripts.mo);
     gw_script_free(&gw_scripts.faxin);
+    gw_script_free(&gw_scripts.customer);
+    gw_script_free(&gw_scripts.remind_due);
+    gw_script_free(&gw_scripts.remind_fire);
+    gw_script_free(&gw_scripts.gcra);
 }
 
 static const struct gw_script *const all_scripts[] = {
     &gw_scripts.expand, &gw_scripts.enqueue, &gw_scripts.dead,
     &gw_scripts.campaign, &gw_scripts.control, &gw_scripts.begin,
     &gw_scripts.finish, &gw_scripts.promote, &gw_scripts.receipt,
-    &gw_scripts.mo, &gw_scripts.faxin,
+    &gw_scripts.mo, &gw_scripts.faxin, &gw_scripts.customer,
+    &gw_scripts.remind_due, &gw_scripts.remind_fire, &gw_scripts.gcra,
 };
 
 static void
