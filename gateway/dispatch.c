@@ -123,6 +123,7 @@ wgroup_free(void *p)
 {
     struct wgroup *w = p;
 
+    throttle_path_release(&w->path);
     g_free(w->key);
     g_queue_clear(&w->q);
     free(w);
@@ -745,6 +746,8 @@ admit_batch(struct dbatch *b)
                 fatal("out of memory");
             w->key = g_strdup(key);
             w->path = path;
+            /* kept across timer ticks: not to be swept meanwhile */
+            throttle_path_hold(&w->path);
             g_queue_init(&w->q);
             w->rate = 1e12;
             for (int k = 0; k < path.n; k++)

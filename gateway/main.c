@@ -160,6 +160,7 @@ on_stats(uv_timer_t *t)
 {
     struct gw *g = t->data;
 
+    policy_sweep(g);    /* idle sender/domain buckets */
     if (!g->groups_ready)
         return;
     for (int k = 0; k < S_COUNT; k++) {

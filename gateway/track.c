@@ -247,7 +247,7 @@ static const char begin_body[] =
 "  local fk = PFX .. 'freq:' .. cust\n"
 "  local now = tonumber(NOW)\n"
 "  for name, mx, win, scope, rc in string.gmatch(rules,\n"
-"      '([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\n') do\n"
+"      '([^\\t\\n]*)\\t([^\\t\\n]*)\\t([^\\t\\n]*)\\t([^\\t\\n]*)\\t([^\\t\\n]*)\\n') do\n"
 "    local cnt = 0\n"
 "    for _, m in ipairs(redis.call('ZRANGEBYSCORE', fk, now - tonumber(win),\n"
 "        '+inf')) do\n"
@@ -750,7 +750,8 @@ ops_argn(struct ops *o, const char *a, size_t len)
 
     if (!p)
         fatal("out of memory");
-    memcpy(p, a, len);
+    if (len)
+        memcpy(p, a, len);
     p[len] = 0;
     g_ptr_array_add(o->args, p);
     g_array_append_val(o->lens, len);
