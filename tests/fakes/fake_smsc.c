@@ -11,7 +11,8 @@
  * libsmpp34; a status or sequence number it refuses is written by hand.
  *
  * Control lines on stdin (a pipe or tty): stats | mo FROM[>TO] TEXT |
- * dlr ID [STAT] | raw HEX | unbind | drop | silent on|off | quit.
+ * dlr ID [STAT] | raw HEX | unbind | drop | silent on|off | throttle P |
+ * quit.
  * Every line is answered on stdout ("ok ..." / "error ..." / JSON).
  * Run with --help for the options.
  */
@@ -59,6 +60,8 @@ static struct {
     char         *dlr_stats[16];
     unsigned      ndlr_stats, dlr_err;
     unsigned      throttle_every, reject_every, no_resp_every, drop_after;
+    unsigned      throttle_percent;     /* 0..100 */
+    uint64_t      throttle_seed;
     uint32_t      reject_status;
     int           no_enquire_resp, no_lib_check;
     unsigned      window, slow_ms, max_conns, enquire_ms, lifetime_s;
@@ -67,7 +70,7 @@ static struct {
 } opt = {
     .id_start = 1, .dlr_delay_ms = -1, .reject_status = ESME_RSUBMITFAIL,
     .max_conns = 64, .lifetime_s = 900, .max_pdu = 65536,
-    .max_queue = 100000, .mo_to = "12345",
+    .max_queue = 100000, .mo_to = "12345", .throttle_seed = 1,
 };
 
 static struct {
@@ -145,6 +148,8 @@ static void conn_close(struct conn *c);
 static void conn_flush(struct conn *c);
 static void conn_resume_read(struct conn *c);
 static void stop_all(void);
+static int num(const char *s, unsigned long long max,
+               unsigned long long *v);
 
 /* A big-endian 32-bit value. */
 static uint32_t
@@ -994,6 +999,55 @@ handle_bind(struct conn *c, const uint8_t *pdu, size_t len, uint32_t cmd)
               0);
 }
 
+/*
+ * --throttle-percent P: exactly P of every block of 100 consecutive
+ * submit_sm numbers are throttled, at positions shuffled by an xorshift
+ * generator seeded with --throttle-seed, so a run is repeatable. A new P
+ * ("throttle P" on stdin) takes effect at once: the pattern is redrawn.
+ */
+static struct {
+    uint64_t      rng;
+    uint64_t      block;        /* block the pattern was drawn for, + 1 */
+    unsigned char hit[100];
+} tp;
+
+static uint64_t
+tp_next(void)
+{
+    uint64_t x = tp.rng;
+
+    if (x == 0)
+        x = opt.throttle_seed * UINT64_C(0x9E3779B97F4A7C15) | 1;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    tp.rng = x;
+    return x * UINT64_C(2685821657736338717);
+}
+
+/* Whether submit_sm number n (from 1) is one to throttle. */
+static int
+throttle_pick(uint64_t n)
+{
+    uint64_t blk = (n - 1) / 100 + 1;
+
+    if (opt.throttle_percent == 0)
+        return 0;
+    if (tp.block != blk) {
+        memset(tp.hit, 0, sizeof tp.hit);
+        memset(tp.hit, 1, opt.throttle_percent);
+        for (unsigned i = 99; i > 0; i--) {
+            unsigned j = (unsigned)(tp_next() % (i + 1));
+            unsigned char t = tp.hit[i];
+
+            tp.hit[i] = tp.hit[j];
+            tp.hit[j] = t;
+        }
+        tp.block = blk;
+    }
+    return tp.hit[(n - 1) % 100];
+}
+
 /* submit_sm: walk, cross-check, inject faults, answer. */
 static void
 handle_submit(struct conn *c, const uint8_t *pdu, size_t len)
@@ -1037,7 +1091,8 @@ handle_submit(struct conn *c, const uint8_t *pdu, size_t len)
         st.swallowed++;
         log_submit(c, &s, -1, NULL, lib_ok);
         return;
-    } else if (opt.throttle_every && n % opt.throttle_every == 0) {
+    } else if ((opt.throttle_every && n % opt.throttle_every == 0) ||
+               throttle_pick(n)) {
         status = ESME_RTHROTTLED;
         st.throttled++;
     } else if (opt.reject_every && n % opt.reject_every == 0) {
@@ -1549,6 +1604,16 @@ control_line(char *s)
                (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0)) {
         silent = strcmp(arg, "on") == 0;
         n = silent;
+    } else if (strcmp(s, "throttle") == 0 && arg) {
+        unsigned long long v;
+
+        if (num(arg, 100, &v) < 0) {
+            n = -1;
+        } else {
+            opt.throttle_percent = (unsigned)v;
+            tp.block = 0;       /* redraw the pattern at once */
+            n = (int)v;
+        }
     } else if (strcmp(s, "quit") == 0) {
         printf("ok quit\n");
         fflush(stdout);
@@ -1685,6 +1750,9 @@ usage(FILE *f)
 "  --dlr-id-format F     the id notation in receipts (default: --id-format)\n"
 "  --dlr-before-resp     send each receipt before its submit_sm_resp\n"
 "  --throttle-every N    every Nth submit_sm: ESME_RTHROTTLED (0x58)\n"
+"  --throttle-percent P  exactly P of every 100 submit_sm: 0x58, at\n"
+"                        shuffled positions (stdin 'throttle P' changes P)\n"
+"  --throttle-seed N     seed of that shuffle (default 1)\n"
 "  --reject-every N      every Nth submit_sm: --reject-status\n"
 "  --reject-status S     default 0x45 (ESME_RSUBMITFAIL)\n"
 "  --no-resp-every N     every Nth submit_sm gets no response\n"
@@ -1702,7 +1770,8 @@ usage(FILE *f)
 "  --lifetime-s N        exit after N s (default 900; 0: never)\n"
 "  --no-lib-check        skip the libsmpp34 unpack cross-check\n"
 "stdin: stats | mo FROM[>TO] TEXT | dlr ID [STAT] | raw HEX | unbind |\n"
-"       drop | silent on|off | quit      (SIGTERM/SIGINT: stats, exit)\n",
+"       drop | silent on|off | throttle P | quit\n"
+"       (SIGTERM/SIGINT: stats, exit)\n",
           f);
 }
 
@@ -1751,6 +1820,7 @@ parse_args(int argc, char **argv)
         { "max-conns", 1, 0, 'c' },      { "max-queue", 1, 0, 'q' },
         { "log", 1, 0, 'L' },            { "mo-to", 1, 0, 'o' },
         { "lifetime-s", 1, 0, 'T' },     { "no-lib-check", 0, 0, 'C' },
+        { "throttle-percent", 1, 0, 'P' }, { "throttle-seed", 1, 0, 'X' },
         { "help", 0, 0, 'h' },           { 0, 0, 0, 0 },
     };
     static char stats_copy[256];
@@ -1839,6 +1909,16 @@ parse_args(int argc, char **argv)
               : ch == 'W' ? &opt.window : ch == 'l' ? &opt.slow_ms
               : ch == 'e' ? &opt.enquire_ms : ch == 'c' ? &opt.max_conns
               : &opt.lifetime_s) = (unsigned)v;
+            break;
+        case 'P':
+            if (num(optarg, 100, &v) < 0)
+                return -1;
+            opt.throttle_percent = (unsigned)v;
+            break;
+        case 'X':
+            if (num(optarg, UINT64_MAX, &v) < 0)
+                return -1;
+            opt.throttle_seed = v;
             break;
         case 'R':
             if (num(optarg, 0xFFFFFFFFull, &v) < 0 || v == 0)

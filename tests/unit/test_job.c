@@ -389,9 +389,15 @@ static const struct bad_case bad_cases[] = {
       DEAD_FIELD, "type:" },
     { "type_unknown", "{\"type\":\"newsletter\",\"id\":\"x\"}", 0,
       DEAD_FIELD, "type:" },
-    { "type_customer", "{\"type\":\"customer\",\"id\":\"c123\","
-      "\"customer\":{\"customer_id\":\"c123\"}}", 0, DEAD_UNSUPPORTED,
-      "type:" },
+    { "customer_bad_date", "{\"type\":\"customer\",\"id\":\"c123\","
+      "\"customer\":{\"customer_id\":\"c123\",\"dates\":{\"birthday\":"
+      "\"1990-02-30\"}}}", 0, DEAD_FIELD, "customer.dates.birthday:" },
+    { "customer_no_id", "{\"type\":\"customer\",\"id\":\"c123\","
+      "\"customer\":{\"email\":\"a@example.org\"}}", 0, DEAD_FIELD,
+      "customer.customer_id:" },
+    { "customer_bad_phone", "{\"type\":\"customer\",\"id\":\"c1\","
+      "\"customer\":{\"customer_id\":\"c1\",\"phone\":\"12\"}}", 0,
+      DEAD_FIELD, "customer.phone:" },
     { "type_conversion", "{\"type\":\"conversion\",\"id\":\"order-991\","
       "\"customer_id\":\"c123\",\"amount\":49.0,\"currency\":\"EUR\"}", 0,
       DEAD_UNSUPPORTED, "type:" },
