@@ -19,7 +19,8 @@
 
 #include <glib.h>
 
-enum key_type { K_STR, K_INT, K_BOOL, K_CHANNELS, K_CHOICE, K_LIST };
+enum key_type { K_STR, K_INT, K_BOOL, K_CHANNELS, K_CHOICE, K_LIST,
+                K_MONEY };
 
 struct key_spec {
     const char *name;
@@ -195,6 +196,13 @@ static const struct key_spec policy_keys[] = {
     { "zones", K_LIST, C(zones), 0, 0, NULL, 0, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
+#define PR(f) offsetof(struct config, price.f)
+static const struct key_spec price_keys[] = {
+    { "currency", K_STR, PR(currency), 0, 0, "EUR", 0, NULL },
+    { "email", K_MONEY, PR(email), 0, 0, NULL, 0, NULL },
+    { "fax_page", K_MONEY, PR(fax_page), 0, 0, NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
 static const struct key_spec tracking_keys[] = {
     { "touch_max", K_INT, C(touch_max), 10, 1000000, NULL, 1000, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
@@ -217,6 +225,7 @@ static const struct {
     { "http", http_keys },
     { "templates", templates_keys },
     { "policy", policy_keys },
+    { "price", NULL },          /* [price] and [price.sms] */
     { "tracking", tracking_keys },
     { "throttle", NULL },       /* [[throttle]] */
     { "window", NULL },         /* [[window]] */
@@ -432,6 +441,19 @@ store(struct loader *ld, const struct key_spec *k, const struct toml_node *v,
         *(unsigned *)(void *)p = mask;
         return 0;
     }
+    case K_MONEY:
+        /* a price: a number >= 0 (integer or float) */
+        if (v->type != TOML_FLOAT && v->type != TOML_INT)
+            return fail_value(ld, v, "%s.%s must be a number, not %s", where,
+                              k->name, toml_type_name(v->type));
+        {
+            double d = v->type == TOML_INT ? (double)v->u.i : v->u.f;
+            if (!(d >= 0 && d < 1e9))
+                return fail_value(ld, v, "%s.%s must be a price >= 0", where,
+                                  k->name);
+            *(double *)(void *)p = d;
+        }
+        return 0;
     case K_LIST: {
         char ***dst = (char ***)(void *)p;
         size_t n = 0;
@@ -530,6 +552,82 @@ load_channels(struct loader *ld, const struct toml_node *t)
             return rc;
     }
     return 0;
+}
+
+/* [price]: the flat prices, and [price.sms] with a price per segment by
+ * destination prefix ("+49" = 0.075; the longest prefix wins) and a
+ * "default" for the rest. */
+static int
+load_price(struct loader *ld, const struct toml_node *t)
+{
+    struct conf_price *pr = &ld->c->price;
+    int rc;
+
+    if (t->type != TOML_TABLE)
+        return fail(ld, t, "[price] must be a table");
+    for (const struct toml_node *n = t->child; n; n = n->next) {
+        const struct key_spec *k;
+        if (strcmp(n->key, "sms") == 0 && n->type == TOML_TABLE) {
+            for (const struct toml_node *e = n->child; e; e = e->next) {
+                const char *pfx = e->key;
+                double d;
+                if (strcmp(pfx, "default") == 0) {
+                    static const struct key_spec dk = { "default", K_MONEY,
+                        PR(sms), 0, 0, NULL, 0, NULL };
+                    if ((rc = store(ld, &dk, e, ld->c, "price.sms")) < 0)
+                        return rc;
+                    continue;
+                }
+                if (pr->nsms == CONF_MAX_PRICES)
+                    return fail(ld, e, "more than %d SMS prices",
+                                CONF_MAX_PRICES);
+                if (pfx[0] != '+' || strspn(pfx + 1, "0123456789") !=
+                    strlen(pfx + 1) || strlen(pfx) < 2 || strlen(pfx) > 16)
+                    return fail(ld, e, "price.sms: '%s' is not a number "
+                                "prefix such as \"+49\"", pfx);
+                if (e->type != TOML_FLOAT && e->type != TOML_INT)
+                    return fail_value(ld, e, "price.sms.\"%s\" must be a "
+                                      "number", pfx);
+                d = e->type == TOML_INT ? (double)e->u.i : e->u.f;
+                if (!(d >= 0 && d < 1e9))
+                    return fail_value(ld, e, "price.sms.\"%s\" must be a "
+                                      "price >= 0", pfx);
+                pr->sms_prefix[pr->nsms] = strdup(pfx);
+                pr->sms_price[pr->nsms++] = d;
+            }
+            continue;
+        }
+        if ((k = spec_find(price_keys, n->key)) == NULL)
+            return unknown_key(ld, n, "price", price_keys, NULL);
+        if ((rc = store(ld, k, n, ld->c, "price")) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+double
+conf_price_of(const struct config *c, enum gw_channel ch, const char *to,
+              int units)
+{
+    const struct conf_price *pr = &c->price;
+    size_t best = 0;
+    double each;
+
+    if (units < 1)
+        units = 1;
+    if (ch == CH_EMAIL)
+        return pr->email;
+    if (ch == CH_FAX)
+        return pr->fax_page * units;
+    each = pr->sms;
+    for (size_t i = 0; to && i < pr->nsms; i++) {
+        size_t n = strlen(pr->sms_prefix[i]);
+        if (n > best && strncmp(to, pr->sms_prefix[i], n) == 0) {
+            best = n;
+            each = pr->sms_price[i];
+        }
+    }
+    return each * units;
 }
 
 /* [[name]]: an array of tables, each checked against keys and stored in
@@ -1013,6 +1111,7 @@ conf_load(struct config **out, const char *path, char *const *sets,
         (rc = defaults(dispatch_keys, c)) < 0 ||
         (rc = defaults(http_keys, c)) < 0 ||
         (rc = defaults(policy_keys, c)) < 0 ||
+        (rc = defaults(price_keys, c)) < 0 ||
         (rc = defaults(tracking_keys, c)) < 0 ||
         (rc = defaults(templates_keys, c)) < 0)
         goto out;
@@ -1037,6 +1136,8 @@ conf_load(struct config **out, const char *path, char *const *sets,
         }
         if (strcmp(n->key, "channel") == 0)
             rc = load_channels(&ld, n);
+        else if (strcmp(n->key, "price") == 0)
+            rc = load_price(&ld, n);
         else if (strcmp(n->key, "throttle") == 0)
             rc = load_array(&ld, n, "throttle", throttle_keys, c->throttle,
                             sizeof c->throttle[0], &c->nthrottle);
@@ -1150,6 +1251,9 @@ conf_free(struct config *c)
         free(c->provider[i].type);
     }
     free(c->default_zone);
+    free(c->price.currency);
+    for (size_t i = 0; i < c->price.nsms; i++)
+        free(c->price.sms_prefix[i]);
     g_strfreev(c->zones);
     for (size_t i = 0; i < c->nthrottle; i++)
         free_table(throttle_keys, &c->throttle[i]);

@@ -94,6 +94,18 @@ struct conf_reminder {
 };
 
 #define CONF_MAX_RULES 64
+#define CONF_MAX_PRICES 256
+
+/* [price]: what a message costs. */
+struct conf_price {
+    char        *currency;
+    double       email;         /* per email */
+    double       fax_page;      /* per fax page */
+    double       sms;           /* per SMS segment when no prefix matches */
+    char        *sms_prefix[CONF_MAX_PRICES];   /* [price.sms] "+49" = ... */
+    double       sms_price[CONF_MAX_PRICES];
+    size_t       nsms;
+};
 
 struct conf_channel {
     char        *provider;      /* default provider name, or NULL */
@@ -153,6 +165,8 @@ struct config {
     char       **zones;         /* without a default: the most restrictive
                                    window across these */
 
+    struct conf_price price;
+
     /* [tracking] */
     int64_t      touch_max;
 
@@ -177,6 +191,11 @@ struct config {
 int conf_load(struct config **out, const char *path, char *const *sets,
               size_t nsets, char *err, size_t errlen);
 void conf_free(struct config *c);
+
+/* The price of a message of units (segments, pages; email: 1) to "to"
+ * from [price]. */
+double conf_price_of(const struct config *c, enum gw_channel ch,
+                     const char *to, int units);
 
 /* Provider by name, or NULL. Borrowed. */
 const struct conf_provider *conf_provider_find(const struct config *c,

@@ -53,6 +53,9 @@ struct dmsg {
     int             park;
     int             units;      /* pages, segments (0: one message) */
     int             pidx;       /* index of its channel in g->chan */
+    double          est;        /* cost committed against the budget */
+    double          budget;     /* the campaign's, 0: none */
+    double          cost;       /* the price once accepted; < 0: none */
     int64_t         due;
     const json_t   *def;        /* the campaign's definition (cached) */
     struct dmsg    *next;
@@ -278,6 +281,19 @@ flush_channel(struct gw *g, int ch)
             ops_arg(o, "");
         ops_argi(o, d->expires);
         ops_argi(o, d->units);
+        if (d->cost >= 0) {
+            char c[40];
+            snprintf(c, sizeof c, "%.6f", d->cost);
+            ops_arg(o, c);
+        } else {
+            ops_arg(o, "");
+        }
+        {
+            char c[40];
+            /* set aside only when the begin script said go */
+            snprintf(c, sizeof c, "%.6f", d->m.attempt ? d->est : 0.0);
+            ops_arg(o, c);
+        }
     }
     ops_run(o);
 }
@@ -314,6 +330,7 @@ on_sent(struct message *m, const struct send_outcome *o, void *arg)
     switch (o->result) {
     case SEND_OK:
         d->units = o->units;
+        d->cost = conf_price_of(d->g->conf, d->ch, d->m.to, o->units);
         d->g->m.prov[d->pidx].units += o->units > 0 ? (uint64_t)o->units : 1;
         if (o->provider_id)
             d->provider_id = strdup(o->provider_id);
@@ -595,6 +612,21 @@ begin_batch(struct dbatch *b)
         ops_arg(o, msg_class(d));
         ops_arg(o, gw_channel_name(d->ch));
         ops_arg(o, d->m.key);
+        {
+            const json_t *def = d->campaign
+                ? g_hash_table_lookup(g->dp->vars, d->campaign) : NULL;
+            const json_t *bm = json_object_get(json_object_get(def,
+                                                               "budget"),
+                                               "max");
+            char c[40];
+            d->budget = json_is_number(bm) ? json_number_value(bm) : 0;
+            d->est = d->budget > 0 ? conf_price_of(g->conf, d->ch, d->m.to,
+                                                   1) : 0;
+            snprintf(c, sizeof c, "%.6f", d->est);
+            ops_arg(o, c);
+            snprintf(c, sizeof c, "%.6f", d->budget);
+            ops_arg(o, c);
+        }
     }
     ops_run(o);
 }
@@ -831,6 +863,7 @@ dmsg_new(struct gw *g, struct entry *e, enum gw_channel ch)
     d->g = g;
     d->e = e;
     d->ch = ch;
+    d->cost = -1;
     g->dp->inflight++;
     if (!e->payload ||
         (doc = json_loadb(e->payload, e->len, 0, NULL)) == NULL ||

@@ -464,6 +464,10 @@ parse_campaign(struct job *j, const struct config *conf,
             return why(reason, "budget.max: must be a number >= 0");
         if (!json_is_string(cur) || json_string_length(cur) != 3)
             return why(reason, "budget.currency: must be a 3-letter code");
+        if (strcmp(json_string_value(cur), conf->price.currency) != 0)
+            return why(reason, "budget.currency: prices are in %s ([price] "
+                       "currency), not %s", conf->price.currency,
+                       json_string_value(cur));
     }
     if ((fb = json_object_get(j->root, "fallback")) != NULL) {
         size_t i;

@@ -41,11 +41,11 @@ static const char prelude[] =
 "  if extra then for i = 1, #extra do f[#f+1] = extra[i] end end\n"
 "  redis.call('HSET', mk, unpack(f))\n"
 "  local m = redis.call('HMGET', mk, 'key', 'campaign', 'customer',\n"
-"    'channel', 'provider', 'provider_id', 'attempts')\n"
+"    'channel', 'provider', 'provider_id', 'attempts', 'cost')\n"
 "  event(ev, {'type', 'state', 'msg', m[1] or '', 'campaign', m[2] or '',\n"
 "    'customer', m[3] or '', 'channel', m[4] or '', 'provider', m[5] or '',\n"
 "    'provider_id', m[6] or '', 'from', old, 'to', new,\n"
-"    'reason', reason or '', 'attempt', m[7] or '0', 'cost', '0',\n"
+"    'reason', reason or '', 'attempt', m[7] or '0', 'cost', m[8] or '0',\n"
 "    'time', NOW})\n"
 "  if ck and old ~= new then\n"
 "    redis.call('HINCRBY', ck, 'n_' .. new, 1)\n"
@@ -232,13 +232,17 @@ static const char control_body[] =
 /* KEYS: events, then (ledger, campaign-or-ledger, suppress:<channel>,
  * suppress:customer) per message. ARGV[4..]: n, longest frequency cap
  * window (ms), then (has_campaign, expires_ms, resend_in_doubt, address,
- * customer, system, cap rules, class, channel, message key) each. Moves
+ * customer, system, cap rules, class, channel, message key, estimated
+ * cost, campaign budget) each. Moves
  * each message to sending unless its ledger, campaign, an opt-out, a
  * frequency cap or its deadline says otherwise (system replies such as a
  * STOP confirmation are not suppressed or capped). Cap rules are lines of
  * "name\tmax\twindow_ms\tscope\tclass"; freq:<customer> holds
  * "class|channel|key" members scored by send time, and a message counts
- * once however often it is retried. Replies one string per message. */
+ * once however often it is retried. A campaign with a budget commits
+ * each message's estimated cost (campaign field `committed`; the finish
+ * script settles it to the real cost) and caps what would exceed it.
+ * Replies one string per message. */
 static const char begin_body[] =
 "local ev, n, maxwin = KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 "local res, a = {}, 6\n"
@@ -287,6 +291,12 @@ static const char begin_body[] =
 "  elseif exp > 0 and tonumber(NOW) > exp then\n"
 "    setstate(mk, ev, ck, 'expired', 'deadline passed before sending', nil)\n"
 "    res[i] = 'skip:expired'\n"
+"  elseif st ~= 'sending' and ck and tonumber(ARGV[a + 11]) > 0 and\n"
+"      tonumber(redis.call('HGET', ck, 'committed') or '0') +\n"
+"      tonumber(ARGV[a + 10]) > tonumber(ARGV[a + 11]) + 1e-9 then\n"
+"    setstate(mk, ev, ck, 'capped', 'budget: the campaign reached its '\n"
+"      .. 'budget of ' .. ARGV[a + 11], nil)\n"
+"    res[i] = 'skip:capped'\n"
 "  elseif st ~= 'sending' and system ~= '1' and\n"
 "      capped(cust, ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]) then\n"
 "    setstate(mk, ev, ck, 'capped', capped(cust, ARGV[a + 6], ARGV[a + 7],\n"
@@ -297,20 +307,25 @@ static const char begin_body[] =
 "      'in doubt after a restart; held (in_doubt = hold)', nil)\n"
 "    res[i] = 'skip:failed'\n"
 "  else\n"
+"    if ck and tonumber(ARGV[a + 11]) > 0 and st ~= 'sending' then\n"
+"      redis.call('HINCRBYFLOAT', ck, 'committed', ARGV[a + 10])\n"
+"    end\n"
 "    local att = redis.call('HINCRBY', mk, 'attempts', 1)\n"
 "    local r = ''\n"
 "    if st == 'sending' then r = 'in doubt after a restart; sending again' end\n"
 "    setstate(mk, ev, ck, 'sending', r, nil)\n"
 "    res[i] = 'go:' .. st .. ':' .. att\n"
 "  end\n"
-"  a = a + 10\n"
+"  a = a + 12\n"
 "end\n"
 "return res\n";
 
 /* KEYS: events, queue, delayed, then (ledger, campaign-or-ledger, parked)
  * per message. ARGV[4..]: group, n, then (id, has_campaign, state, reason,
  * provider_ids, park_payload, due_ms, delayed_member, message key,
- * keep_payload, expires_ms, units) each; keep_payload is kept on the
+ * keep_payload, expires_ms, units, cost, committed) each; cost ('' when
+ * not accepted) is the message's price, committed what the begin script
+ * set aside against the campaign's budget; keep_payload is kept on the
  * ledger of an accepted message that a later receipt may send again (fax),
  * units (pages, segments) on every accepted one. Outcome and
  * ack are one step, so an ack never lands without its outcome; XACK
@@ -327,7 +342,16 @@ static const char finish_body[] =
 "    if new ~= '' then\n"
 "      local extra = nil\n"
 "      if ARGV[a + 4] ~= '' then extra = {'provider_id', ARGV[a + 4]} end\n"
+"      if ARGV[a + 12] ~= '' then redis.call('HSET', mk, 'cost', ARGV[a + 12]) end\n"
 "      local moved = setstate(mk, ev, ck, new, ARGV[a + 3], extra)\n"
+"      if moved and ck then\n"
+"        local est = tonumber(ARGV[a + 13])\n"
+"        if ARGV[a + 12] ~= '' then\n"
+"          redis.call('HINCRBYFLOAT', ck, 'cost', ARGV[a + 12])\n"
+"          est = est - tonumber(ARGV[a + 12])\n"
+"        end\n"
+"        if est ~= 0 then redis.call('HINCRBYFLOAT', ck, 'committed', -est) end\n"
+"      end\n"
 "      if moved and new == 'accepted' then\n"
 "        if ARGV[a + 9] ~= '' then\n"
 "          redis.call('HSET', mk, 'payload', ARGV[a + 9], 'expires',\n"
@@ -372,7 +396,7 @@ static const char finish_body[] =
 "    end\n"
 "    redis.call('XDEL', q, ARGV[a])\n"
 "  end\n"
-"  a = a + 12\n"
+"  a = a + 14\n"
 "end\n"
 "return n\n";
 

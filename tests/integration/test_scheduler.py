@@ -659,3 +659,64 @@ def test_sched_deadline_expires(ctx):
         check(all(v >= 3 for v in subs.values()) and len(subs) == 2,
               "both submitted again and again: %r" % subs)
         check(gw.stop() == 0, "gatewayd exit 0")
+
+
+# ---- 10. a campaign budget stops dispatch; costs from [price] ----
+
+def test_sched_campaign_budget_caps(ctx):
+    """[price] email = 0.01 EUR; a campaign of 12 with a 0.05 EUR budget:
+    5 delivered (each event and ledger carries cost 0.01, the campaign's
+    cost sums to 0.05), 7 capped with reason "budget"; a campaign whose
+    budget is in another currency goes to gw:dead."""
+    red = ctx.redis()
+    r = red.client()
+    toml = """
+[price]
+currency = "EUR"
+email = 0.01
+
+[price.sms]
+default = 0.05
+"+49" = 0.08
+"+491" = 0.09
+"""
+    gw = _gateway(ctx, red, toml, sets=["dispatch.batch=1"]).start()
+    rcpts = [_rcpt("b%02d" % i) for i in range(12)]
+    xadd_jobs(r, [{"type": "campaign", "id": "budgeted", "channel": "email",
+                   "template": "welcome", "class": "marketing",
+                   "budget": {"currency": "EUR", "max": 0.05},
+                   "audience": {"recipients": rcpts}},
+                  {"type": "campaign", "id": "dollars", "channel": "email",
+                   "template": "welcome",
+                   "budget": {"currency": "USD", "max": 1},
+                   "audience": {"recipients": rcpts[:1]}},
+                  _msg("sms-price", "sms", _rcpt("p1", phone="+4915100000009"),
+                       **{"class": "transactional"})])
+    keys = ["budgeted:%s:email" % x["customer_id"] for x in rcpts]
+    states = _final(r, keys + ["sms-price"], 30, "all settled")
+    c = collections.Counter(states[k] for k in keys)
+    check(c["delivered"] == 5 and c["capped"] == 7,
+          "5 delivered, 7 capped: %r" % dict(c))
+    for k in keys:
+        if states[k] == "capped":
+            check("budget" in (r.hget("gw:msg:" + k, "reason") or ""),
+                  "budget named in the reason")
+        else:
+            check(abs(float(r.hget("gw:msg:" + k, "cost")) - 0.01) < 1e-9,
+                  "ledger cost 0.01")
+    camp = r.hgetall("gw:campaign:budgeted")
+    check(abs(float(camp.get("cost", "0")) - 0.05) < 1e-6,
+          "campaign cost 0.05: %r" % camp.get("cost"))
+    check(abs(float(camp.get("committed", "0")) - 0.05) < 1e-6,
+          "committed settles at the cost: %r" % camp.get("committed"))
+    delivered = _events(r, type="state", to="delivered", campaign="budgeted")
+    check(all(abs(float(e["cost"]) - 0.01) < 1e-9 for e in delivered),
+          "delivered events carry the cost")
+    # the longest prefix wins: +491 -> 0.09 per segment
+    check(abs(float(r.hget("gw:msg:sms-price", "cost")) - 0.09) < 1e-9,
+          "SMS price by the longest prefix: %r"
+          % r.hget("gw:msg:sms-price", "cost"))
+    dead = [e for _, e in r.xrange("gw:dead")]
+    check(any("budget.currency" in e.get("reason", "") for e in dead),
+          "a USD budget against EUR prices is dead-lettered")
+    check(gw.stop() == 0, "clean exit")
