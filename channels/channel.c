@@ -13,6 +13,7 @@ static const struct channel_ops *const backends[] = {
     &outbox_ops,
     &smtp_ops,
     &smpp_ops,
+    &fax_ops,
 };
 
 int

@@ -40,6 +40,7 @@ static const char *const in_doubt_choices[] = { "resend", "hold", NULL };
 extern const struct conf_key outbox_conf_keys[];
 extern const struct conf_key smtp_conf_keys[];
 extern const struct conf_key smpp_conf_keys[];
+extern const struct conf_key fax_conf_keys[];
 
 static const struct {
     const char            *type;
@@ -48,6 +49,7 @@ static const struct {
     { "outbox", outbox_conf_keys },
     { "smtp", smtp_conf_keys },
     { "smpp", smpp_conf_keys },
+    { "fax", fax_conf_keys },
 };
 #define NBACKENDS (sizeof backends / sizeof backends[0])
 
