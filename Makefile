@@ -78,7 +78,7 @@ build/bench/%: tests/unit/%.c $(OBJ)
 	@echo "  LD      $@"
 	@$(CC) $(ALLCFLAGS) $< $(OBJ) $(PKGLIBS) -o $@
 
-BENCHES := bench_mustache bench_template
+BENCHES := bench_mustache bench_template bench_fax_render
 bench: $(BENCHES:%=build/bench/%) bin/gatewayd
 	@for b in $(BENCHES); do echo "== $$b"; build/bench/$$b; done
 	@echo "== bench_smtp"; /usr/bin/python3 bench/bench_smtp.py
@@ -138,6 +138,7 @@ fuzz-run: fuzz
 	    case $$f in \
 	    fuzz_toml) seeds=../shared/vectors/toml-test/valid ;; \
 	    fuzz_template) seeds=tests/unit/data/newsletters ;; \
+	    fuzz_fax_render) seeds=tests/integration/templates/fax_offer ;; \
 	    esac; \
 	    echo "== fuzz: $$f for $(FUZZ_SECONDS)s"; \
 	    build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
