@@ -139,7 +139,7 @@ static const struct key_spec channel_keys[] = {
 };
 
 static const char *const scope_choices[] = {
-    "global", "provider", "sender", "domain", NULL
+    "global", "provider", "connection", "sender", "domain", NULL
 };
 static const char *const class_choices[] = {
     "marketing", "transactional", "all", NULL

@@ -62,16 +62,39 @@ class_index(const char *c)
     return strcmp(c, "transactional") == 0 ? 1 : 2;
 }
 
-static int
-rule_for(const struct conf_throttle *t, struct bucket_rule *r)
+/* How many connections (SMPP binds, SMTP or HTTP connections) the
+ * provider's channel spreads its messages over. */
+static double
+connections(const struct config *c, const char *provider)
 {
+    const struct conf_provider *p = conf_provider_find(c, provider);
+
+    if (!p)
+        return 1;
+    for (size_t k = 0; p->keys && p->keys[k].name; k++)
+        if (strcmp(p->keys[k].name, "binds") == 0 ||
+            strcmp(p->keys[k].name, "max_connections") == 0)
+            return (double)conf_int(p, p->keys[k].name);
+    return 1;
+}
+
+static int
+rule_for(const struct config *c, const struct conf_throttle *t,
+         struct bucket_rule *r)
+{
+    /* A per-connection limit: the channel spreads messages evenly over
+     * its connections, so n of them together take n times the rate. */
+    double n = strcmp(t->scope, "connection") == 0
+               ? connections(c, t->provider) : 1;
+
     memset(r, 0, sizeof *r);
-    r->rate = (double)t->rate / (double)t->per_s;
-    r->burst = (double)t->burst;
-    r->floor = (double)t->floor / (double)t->per_s;
+    r->rate = n * (double)t->rate / (double)t->per_s;
+    r->burst = n * (double)t->burst;
+    r->floor = n * (double)t->floor / (double)t->per_s;
     r->shared = t->shared;
     r->pinned = strcmp(t->scope, "global") == 0 ||
-                strcmp(t->scope, "provider") == 0;
+                strcmp(t->scope, "provider") == 0 ||
+                strcmp(t->scope, "connection") == 0;
     return 0;
 }
 
@@ -153,13 +176,13 @@ policy_init(struct gw *g)
         char name[THROTTLE_NAME_MAX];
         struct bucket *b;
 
-        rule_for(t, &r);
+        rule_for(c, t, &r);
         if (!r.pinned)
             continue;
         if (strcmp(t->scope, "global") == 0)
             snprintf(name, sizeof name, "global");
         else
-            snprintf(name, sizeof name, "provider:%s", t->provider);
+            snprintf(name, sizeof name, "%s:%s", t->scope, t->provider);
         if ((b = throttle_get(p->thr, name, &r, now_us)) == NULL)
             continue;
         if (t->shared) {
@@ -287,8 +310,8 @@ provider_sender(struct gw *g, const char *provider)
 
 /* The bucket of a sender or domain rule, made on first use. */
 static struct bucket *
-keyed_bucket(struct policy *p, const struct conf_throttle *t,
-             const char *key, int64_t now_us)
+keyed_bucket(const struct config *c, struct policy *p,
+             const struct conf_throttle *t, const char *key, int64_t now_us)
 {
     struct bucket_rule r;
     char name[THROTTLE_NAME_MAX];
@@ -297,7 +320,7 @@ keyed_bucket(struct policy *p, const struct conf_throttle *t,
         return NULL;
     if (*t->match && g_ascii_strcasecmp(t->match, key) != 0)
         return NULL;
-    rule_for(t, &r);
+    rule_for(c, t, &r);
     r.shared = 0;       /* per-key buckets are local */
     snprintf(name, sizeof name, "%s:%s:%s", t->scope, t->provider, key);
     return throttle_get(p->thr, name, &r, now_us);
@@ -318,18 +341,19 @@ policy_path(struct gw *g, const char *provider, const char *sender,
         struct bucket *b = NULL;
 
         if (strcmp(t->scope, "global") == 0) {
-            rule_for(t, &r);
+            rule_for(c, t, &r);
             b = throttle_get(p->thr, "global", &r, now_us);
         } else if (strcmp(t->provider, provider) != 0) {
             continue;
-        } else if (strcmp(t->scope, "provider") == 0) {
-            rule_for(t, &r);
-            snprintf(name, sizeof name, "provider:%s", provider);
+        } else if (strcmp(t->scope, "provider") == 0 ||
+                   strcmp(t->scope, "connection") == 0) {
+            rule_for(c, t, &r);
+            snprintf(name, sizeof name, "%s:%s", t->scope, provider);
             b = throttle_get(p->thr, name, &r, now_us);
         } else if (strcmp(t->scope, "sender") == 0) {
-            b = keyed_bucket(p, t, sender, now_us);
+            b = keyed_bucket(c, p, t, sender, now_us);
         } else {
-            b = keyed_bucket(p, t, domain, now_us);
+            b = keyed_bucket(c, p, t, domain, now_us);
         }
         if (b)
             throttle_path_add(path, b);
@@ -339,14 +363,17 @@ policy_path(struct gw *g, const char *provider, const char *sender,
 void
 policy_signal(struct gw *g, const char *provider)
 {
+    static const char *const scopes[] = { "provider", "connection" };
     char name[THROTTLE_NAME_MAX];
     struct bucket *b;
 
-    snprintf(name, sizeof name, "provider:%s", provider);
-    if ((b = throttle_get(g->pol->thr, name, NULL, gw_now_ms() * 1000)))
-        if (bucket_signal(b, gw_now_ms() * 1000))
-            log_info(&lg, "%s asks us to slow down: %.1f msg/s", name,
-                     bucket_rate(b));
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "%s:%s", scopes[i], provider);
+        if ((b = throttle_get(g->pol->thr, name, NULL, gw_now_ms() * 1000)))
+            if (bucket_signal(b, gw_now_ms() * 1000))
+                log_info(&lg, "%s asks us to slow down: %.1f msg/s", name,
+                         bucket_rate(b));
+    }
 }
 
 void
