@@ -113,6 +113,7 @@ static const struct key_spec http_keys[] = {
     { "listen", K_STR, C(http_listen), 0, 0, "127.0.0.1:8025", 0, NULL },
     { "max_body", K_INT, C(http_max_body), 1024, 64 << 20, NULL, 1 << 20,
       NULL },
+    { "api_token", K_STR, C(api_token), 0, 0, NULL, 0, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
 
@@ -1240,6 +1241,7 @@ conf_free(struct config *c)
     free(c->redis_url);
     free(c->prefix);
     free(c->http_listen);
+    free(c->api_token);
     free(c->templates_dir);
     for (int i = 0; i < CH_COUNT; i++) {
         free(c->channel[i].provider);

@@ -155,6 +155,7 @@ struct config {
     /* [http] */
     char        *http_listen;
     int64_t      http_max_body;
+    char        *api_token;     /* bearer token of /api/; NULL: off */
 
     /* [templates] */
     char        *templates_dir;

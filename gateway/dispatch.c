@@ -627,6 +627,7 @@ begin_batch(struct dbatch *b)
             snprintf(c, sizeof c, "%.6f", d->budget);
             ops_arg(o, c);
         }
+        ops_arg(o, d->m.template);
     }
     ops_run(o);
 }

@@ -118,7 +118,7 @@ struct scripts {
 };
 extern struct scripts gw_scripts;
 /* Build the scripts for the key prefix. */
-int  track_init(const char *prefix);
+int  track_init(const char *prefix, int64_t touch_max);
 /* SCRIPT LOAD them all (a script that does not compile is logged). */
 void track_load_scripts(struct gw *g);
 void track_free(void);
@@ -234,6 +234,10 @@ const struct tpl *tref_tpl(const struct tref *r);
 void inbound_cb(struct channel *ch, const struct inbound *in, void *arg);
 /* Words of an MO message: "stop", "start", "help" or "none". */
 const char *mo_keyword(const char *text);
+
+/* api.c: the admin API; answers through reply exactly once */
+int api_handle(struct gw *g, const struct ch_http_req *rq, const char *query,
+               ch_http_reply_fn *reply, void *arg);
 
 /* http.c: /metrics, /healthz */
 int  http_start(struct gw *g);

@@ -219,6 +219,29 @@ on_media(h2o_handler_t *self, h2o_req_t *req)
                  H2O_STRLIT("not found\n"));
 }
 
+/* /api/...: the admin API (api.c), answered after Redis. */
+static int
+on_api(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct gw *g = ((struct gw_handler *)self)->g;
+    size_t pre = sizeof "/api/" - 1;
+    struct chreq *c;
+    char *query = NULL;
+
+    if (req->path_normalized.len < pre || stopping)
+        return reply(req, 404, "Not Found", "application/json",
+                     H2O_STRLIT("{\"error\":\"no such endpoint\"}\n"));
+    if ((c = chreq_new(req, "api", req->path_normalized.base + pre,
+                       req->path_normalized.len - pre)) == NULL)
+        return reply(req, 503, "Service Unavailable", "text/plain",
+                     H2O_STRLIT("out of memory\n"));
+    if (req->query_at != SIZE_MAX)
+        query = strndupa(req->path.base + req->query_at + 1,
+                         req->path.len - req->query_at - 1);
+    api_handle(g, &c->rq, query, chreq_reply, c);
+    return 0;
+}
+
 /* POST /hooks/<channel>/<provider>[/...]: the provider's channel. */
 static int
 on_hook(h2o_handler_t *self, h2o_req_t *req)
@@ -376,6 +399,7 @@ http_start(struct gw *g)
     add_path(h, host, "/healthz", on_healthz);
     add_path(h, host, "/media", on_media);
     add_path(h, host, "/hooks", on_hook);
+    add_path(h, host, "/api", on_api);
     h2o_context_init(&h->ctx, g->loop, &h->config);
     h->accept.ctx = &h->ctx;
     h->accept.hosts = h->config.hosts;

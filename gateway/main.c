@@ -435,7 +435,7 @@ main(int argc, char **argv)
         fatal("uv_loop_init failed");
     g.loop = &loop;
     keys_init(&g.k, g.conf->prefix);
-    if (track_init(g.conf->prefix) < 0)
+    if (track_init(g.conf->prefix, g.conf->touch_max) < 0)
         fatal("cannot build the Lua scripts");
     if (open_channels(&g) < 0)
         fatal("cannot open the channels");

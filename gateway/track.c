@@ -24,6 +24,9 @@ struct scripts gw_scripts;
 
 /* ARGV[1..3] of every script: now (ms), events MAXLEN, ledger TTL (ms). */
 static const char prelude[] =
+/* what a customer's touch history records: a send and its outcome */
+"local TOUCH = {accepted = true, delivered = true, bounced = true,\n"
+"  failed = true, expired = true}\n"
 "local NOW = ARGV[1]\n"
 "local EVMAX = ARGV[2]\n"
 "local TTL = ARGV[3]\n"
@@ -41,12 +44,23 @@ static const char prelude[] =
 "  if extra then for i = 1, #extra do f[#f+1] = extra[i] end end\n"
 "  redis.call('HSET', mk, unpack(f))\n"
 "  local m = redis.call('HMGET', mk, 'key', 'campaign', 'customer',\n"
-"    'channel', 'provider', 'provider_id', 'attempts', 'cost')\n"
+"    'channel', 'provider', 'provider_id', 'attempts', 'cost', 'template')\n"
 "  event(ev, {'type', 'state', 'msg', m[1] or '', 'campaign', m[2] or '',\n"
 "    'customer', m[3] or '', 'channel', m[4] or '', 'provider', m[5] or '',\n"
 "    'provider_id', m[6] or '', 'from', old, 'to', new,\n"
 "    'reason', reason or '', 'attempt', m[7] or '0', 'cost', m[8] or '0',\n"
 "    'time', NOW})\n"
+"  if TOUCH[new] and m[3] and m[3] ~= '' and old ~= new then\n"
+"    local ty = 'outcome'\n"
+"    if old == 'sending' and (new == 'accepted' or new == 'delivered') then\n"
+"      ty = 'send'\n"
+"    end\n"
+"    redis.call('XADD', PFX .. 'touch:' .. m[3], 'MAXLEN', '~', TOUCHMAX,\n"
+"      '*', 'type', ty, 'state', new, 'channel', m[4] or '', 'msg',\n"
+"      m[1] or '', 'campaign', m[2] or '', 'template', m[9] or '',\n"
+"      'provider', m[5] or '', 'cost', m[8] or '0', 'reason', reason or '',\n"
+"      'time', NOW)\n"
+"  end\n"
 "  if ck and old ~= new then\n"
 "    redis.call('HINCRBY', ck, 'n_' .. new, 1)\n"
 "    if old ~= '' then redis.call('HINCRBY', ck, 'n_' .. old, -1) end\n"
@@ -233,7 +247,7 @@ static const char control_body[] =
  * suppress:customer) per message. ARGV[4..]: n, longest frequency cap
  * window (ms), then (has_campaign, expires_ms, resend_in_doubt, address,
  * customer, system, cap rules, class, channel, message key, estimated
- * cost, campaign budget) each. Moves
+ * cost, campaign budget, template) each. Moves
  * each message to sending unless its ledger, campaign, an opt-out, a
  * frequency cap or its deadline says otherwise (system replies such as a
  * STOP confirmation are not suppressed or capped). Cap rules are lines of
@@ -313,10 +327,11 @@ static const char begin_body[] =
 "    local att = redis.call('HINCRBY', mk, 'attempts', 1)\n"
 "    local r = ''\n"
 "    if st == 'sending' then r = 'in doubt after a restart; sending again' end\n"
+"    if ARGV[a + 12] ~= '' then redis.call('HSET', mk, 'template', ARGV[a + 12]) end\n"
 "    setstate(mk, ev, ck, 'sending', r, nil)\n"
 "    res[i] = 'go:' .. st .. ':' .. att\n"
 "  end\n"
-"  a = a + 12\n"
+"  a = a + 13\n"
 "end\n"
 "return res\n";
 
@@ -640,7 +655,7 @@ build(struct gw_script *s, const char *name, const char *body,
 }
 
 int
-track_init(const char *prefix)
+track_init(const char *prefix, int64_t touch_max)
 {
     char tables[4096];
     size_t n;
@@ -657,7 +672,11 @@ track_init(const char *prefix)
                               (unsigned char)*p);
     if (n + 4 >= sizeof tables)
         return GW_ETOOBIG;
-    snprintf(tables + n, sizeof tables - n, "\"\n");
+    n += (size_t)snprintf(tables + n, sizeof tables - n,
+                          "\"\nlocal TOUCHMAX = %lld\n",
+                          (long long)touch_max);
+    if (n >= sizeof tables)
+        return GW_ETOOBIG;
     if ((rc = build(&gw_scripts.expand, "expand", expand_body, tables)) < 0 ||
         (rc = build(&gw_scripts.enqueue, "enqueue", enqueue_body,
                     tables)) < 0 ||
