@@ -11,6 +11,8 @@
  *   POST   /api/suppress    {"channel":"email","address":"a@b"} or
  *                           {"customer":"c1"}
  *   DELETE /api/suppress    same body: lifts it (resubscribe)
+ *   POST   /api/conversions {"id","customer_id","amount","currency","at"}
+ *   GET    /api/reports/roi[?format=csv]
  */
 #include "gw.h"
 
@@ -381,6 +383,20 @@ api_handle(struct gw *g, const struct ch_http_req *rq, const char *query,
     }
     if (strcmp(p, "suppress") == 0)
         return suppress(g, rq->method, rq->body, rq->body_len, reply, arg);
+    if (strcmp(p, "conversions") == 0) {
+        if (strcmp(rq->method, "POST") != 0) {
+            error(reply, arg, 405, "POST a conversion");
+            return 0;
+        }
+        return api_conversion(g, rq->body, rq->body_len, reply, arg);
+    }
+    if (strcmp(p, "reports/roi") == 0) {
+        if (strcmp(rq->method, "GET") != 0) {
+            error(reply, arg, 405, "GET");
+            return 0;
+        }
+        return api_roi(g, query, reply, arg);
+    }
     error(reply, arg, 404, "no such endpoint");
     return 0;
 }

@@ -208,6 +208,8 @@ static const struct key_spec price_keys[] = {
 };
 static const struct key_spec tracking_keys[] = {
     { "touch_max", K_INT, C(touch_max), 10, 1000000, NULL, 1000, NULL },
+    { "attribution_days", K_INT, C(attribution_days), 1, 366, NULL, 30,
+      NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
 static const struct key_spec provider_keys[] = {

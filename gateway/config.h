@@ -170,6 +170,7 @@ struct config {
 
     /* [tracking] */
     int64_t      touch_max;
+    int64_t      attribution_days;
 
     struct conf_throttle throttle[CONF_MAX_RULES];
     size_t       nthrottle;

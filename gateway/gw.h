@@ -57,7 +57,7 @@ struct stream {
 enum { S_JOBS, S_EMAIL, S_SMS, S_FAX, S_COUNT };
 
 struct keys {
-    char *jobs, *dead, *events, *delayed, *remind;
+    char *jobs, *dead, *events, *delayed, *remind, *campaigns;
     char *q[CH_COUNT];
     char *suppress[CH_COUNT], *suppress_customer;
     char *prefix;
@@ -114,7 +114,7 @@ struct ops {
 struct scripts {
     struct gw_script expand, enqueue, dead, campaign, control, begin, finish,
                      promote, receipt, mo, faxin, customer,
-                     remind_due, remind_fire, gcra;
+                     remind_due, remind_fire, gcra, conversion, roi;
 };
 extern struct scripts gw_scripts;
 /* Build the scripts for the key prefix. */
@@ -238,6 +238,13 @@ const char *mo_keyword(const char *text);
 /* api.c: the admin API; answers through reply exactly once */
 int api_handle(struct gw *g, const struct ch_http_req *rq, const char *query,
                ch_http_reply_fn *reply, void *arg);
+
+/* roi.c: conversions and the ROI report */
+void conversion_job(struct gw *g, struct job *j, struct entry *e);
+int  api_conversion(struct gw *g, const char *body, size_t len,
+                    ch_http_reply_fn *reply, void *arg);
+int  api_roi(struct gw *g, const char *query, ch_http_reply_fn *reply,
+             void *arg);
 
 /* http.c: /metrics, /healthz */
 int  http_start(struct gw *g);

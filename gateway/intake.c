@@ -812,6 +812,10 @@ route_jobs(void *arg, int ok)
             customer_job(g, j, e);      /* takes j */
             continue;
         }
+        if (j->type == JOB_CONVERSION) {
+            conversion_job(g, j, e);    /* takes j */
+            continue;
+        }
         it[ni].e = e;
         it[ni].key = g_strdup(j->id);
         it[ni].ledger = g_strdup_printf("%smsg:%s", g->k.prefix, j->id);

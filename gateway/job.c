@@ -585,6 +585,38 @@ parse_customer(struct job *j, char reason[JOB_REASON_MAX])
     return 0;
 }
 
+int
+job_check_conversion(const json_t *o, const struct config *conf,
+                     double *amount, int64_t *at_ms,
+                     char reason[JOB_REASON_MAX])
+{
+    static const char *const fields[] = {
+        "type", "id", "customer_id", "amount", "currency", "at", NULL
+    };
+    const char *id, *cust, *cur;
+    json_t *a;
+
+    if (only_fields(o, "", fields, reason) < 0 ||
+        get_str(o, "", "id", 1, &id, reason) < 0 ||
+        get_str(o, "", "customer_id", 1, &cust, reason) < 0 ||
+        get_str(o, "", "currency", 1, &cur, reason) < 0)
+        return GW_EINVAL;
+    if (!ident_ok(id, ID_MAX))
+        return why(reason, "id: must be 1-%d printable characters", ID_MAX);
+    if (!ident_ok(cust, 128))
+        return why(reason, "customer_id: must be 1-128 printable characters");
+    a = json_object_get(o, "amount");
+    if (!json_is_number(a) || !(json_number_value(a) >= 0) ||
+        json_number_value(a) > 1e12)
+        return why(reason, "amount: must be a number >= 0");
+    *amount = json_number_value(a);
+    if (strcmp(cur, conf->price.currency) != 0)
+        return why(reason, "currency: revenue is counted in %s ([price] "
+                   "currency), not %.8s", conf->price.currency, cur);
+    *at_ms = 0;
+    return check_time(o, "at", NULL, at_ms, reason);
+}
+
 static int
 parse_control(struct job *j, char reason[JOB_REASON_MAX])
 {
@@ -662,13 +694,12 @@ job_parse(struct job **out, const char *json, size_t len,
         j->type = JOB_CUSTOMER;
         rc = parse_customer(j, reason);
     } else if (strcmp(type, "conversion") == 0) {
-        /* Kept in gw:dead so they can be replayed once tracking lands. */
-        *cls = DEAD_UNSUPPORTED;
-        rc = why(reason, "type: '%s' jobs are not handled by this version",
-                 type);
+        j->type = JOB_CONVERSION;
+        rc = job_check_conversion(j->root, conf, &j->amount, &j->at_ms,
+                                  reason);
     } else {
         rc = why(reason, "type: unknown job type '%.32s' (campaign, message, "
-                 "control, customer)", type);
+                 "control, customer, conversion)", type);
     }
     if (rc == 0) {
         *out = j;

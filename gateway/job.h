@@ -14,7 +14,7 @@
 #include "config.h"
 
 enum job_type { JOB_CAMPAIGN, JOB_MESSAGE, JOB_CONTROL, JOB_CUSTOMER,
-                JOB_INVALID };
+                JOB_CONVERSION, JOB_INVALID };
 enum control_action { CTL_PAUSE, CTL_RESUME, CTL_CANCEL };
 
 /* Why a job went to gw:dead: the metric label (bounded set). */
@@ -48,6 +48,9 @@ struct job {
     json_t         *recipient;
     /* customer: recipient (the customer without dates) and dates */
     json_t         *dates;      /* object of date strings, or NULL */
+    /* conversion */
+    double          amount;
+    int64_t         at_ms;      /* 0: now */
     /* control */
     const char     *campaign;
     enum control_action action;
@@ -74,6 +77,11 @@ int job_msg_key(char *out, size_t outlen, const char *campaign,
                 const char *customer, enum gw_channel ch);
 
 int job_email_valid(const char *s);
+/* A conversion (job or POST /api/conversions body): id, customer_id,
+ * amount >= 0, currency (the [price] one), optional at. */
+int job_check_conversion(const json_t *o, const struct config *conf,
+                         double *amount, int64_t *at_ms,
+                         char reason[JOB_REASON_MAX]);
 /* A customer date field: YYYY-MM-DD, --MM-DD or RFC 3339. */
 int job_date_valid(const char *s);
 int job_e164_valid(const char *s);

@@ -51,6 +51,7 @@ keys_init(struct keys *k, const char *prefix)
     k->events = key(prefix, "events");
     k->delayed = key(prefix, "delayed");
     k->remind = key(prefix, "remind");
+    k->campaigns = key(prefix, "campaigns");
     for (int c = 0; c < CH_COUNT; c++) {
         k->q[c] = g_strdup_printf("%sq:%s", prefix,
                                   gw_channel_name((enum gw_channel)c));
@@ -69,6 +70,7 @@ keys_free(struct keys *k)
     g_free(k->events);
     g_free(k->delayed);
     g_free(k->remind);
+    g_free(k->campaigns);
     for (int c = 0; c < CH_COUNT; c++) {
         g_free(k->q[c]);
         g_free(k->suppress[c]);

@@ -46,7 +46,8 @@ int
 metrics_render(struct gw *g, struct buf *b)
 {
     static const char *const job_types[] = {
-        "campaign", "message", "control", "customer", "invalid"
+        "campaign", "message", "control", "customer", "conversion",
+        "invalid"
     };
     const struct metrics *m = &g->m;
     struct gw_redis_stats rs;

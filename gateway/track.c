@@ -61,6 +61,8 @@ static const char prelude[] =
 "      'provider', m[5] or '', 'cost', m[8] or '0', 'reason', reason or '',\n"
 "      'time', NOW)\n"
 "  end\n"
+"  if ck and old == 'sending' and (new == 'accepted' or new == 'delivered')\n"
+"      then redis.call('HINCRBY', ck, 'sent', 1) end\n"
 "  if ck and old ~= new then\n"
 "    redis.call('HINCRBY', ck, 'n_' .. new, 1)\n"
 "    if old ~= '' then redis.call('HINCRBY', ck, 'n_' .. old, -1) end\n"
@@ -206,6 +208,7 @@ static const char campaign_body[] =
 "  local m = redis.call('HMGET', ck, 'state', 'cursor', 'expansion')\n"
 "  return {'exists', m[1] or '', m[2] or '', m[3] or ''}\n"
 "end\n"
+"redis.call('SADD', PFX .. 'campaigns', ARGV[5])\n"
 "redis.call('HSET', ck, 'def', ARGV[4], 'id', ARGV[5], 'channel', ARGV[6],\n"
 "  'provider', ARGV[7], 'template', ARGV[8], 'state', 'running',\n"
 "  'cursor', '', 'expanded', 0, 'created', NOW)\n"
@@ -600,6 +603,76 @@ static const char remind_fire_body[] =
 "end\n"
 "return made\n";
 
+/* KEYS: events, jobs (or events again). ARGV[4..]: group, entry id ('':
+ * not from the queue), conversion id, customer, amount, currency, time of
+ * the conversion (ms), attribution window (ms), touch cap. A conversion
+ * counts once per id. Its revenue goes to the campaigns whose messages
+ * reached the customer inside the window before it (the customer's touch
+ * history, `send` entries): all of it to the last one (last touch), and an
+ * equal share to each (linear); both kept on the campaign. Returns
+ * {'ok'|'duplicate', last campaign, touches}. */
+static const char conversion_body[] =
+"local ev, jobs, grp, eid = KEYS[1], KEYS[2], ARGV[4], ARGV[5]\n"
+"local id, cust, amount = ARGV[6], ARGV[7], tonumber(ARGV[8])\n"
+"local at, win = tonumber(ARGV[10]), tonumber(ARGV[11])\n"
+"if eid ~= '' then\n"
+"  if redis.call('XACK', jobs, grp, eid) == 0 then return {'replay', '', 0} end\n"
+"  redis.call('XDEL', jobs, eid)\n"
+"end\n"
+"if not redis.call('SET', PFX .. 'conv:' .. id, NOW, 'NX', 'PX',\n"
+"    win + TTL) then\n"
+"  return {'duplicate', '', 0}\n"
+"end\n"
+"local tk = PFX .. 'touch:' .. cust\n"
+"local hits = {}\n"
+"for _, e in ipairs(redis.call('XRANGE', tk, math.max(0, at - win), at)) do\n"
+"  local f = {}\n"
+"  for k = 1, #e[2], 2 do f[e[2][k]] = e[2][k + 1] end\n"
+"  if f.type == 'send' and f.campaign and f.campaign ~= '' then\n"
+"    hits[#hits + 1] = f.campaign\n"
+"  end\n"
+"end\n"
+"local last = hits[#hits] or ''\n"
+"if last ~= '' then\n"
+"  local lk = PFX .. 'campaign:' .. last\n"
+"  redis.call('HINCRBYFLOAT', lk, 'revenue_last', amount)\n"
+"  redis.call('HINCRBY', lk, 'conversions_last', 1)\n"
+"  local share = amount / #hits\n"
+"  for _, c in ipairs(hits) do\n"
+"    local k = PFX .. 'campaign:' .. c\n"
+"    redis.call('HINCRBYFLOAT', k, 'revenue_linear', share)\n"
+"    redis.call('HINCRBYFLOAT', k, 'conversions_linear', 1 / #hits)\n"
+"  end\n"
+"else\n"
+"  redis.call('HINCRBYFLOAT', PFX .. 'unattributed', 'revenue', amount)\n"
+"  redis.call('HINCRBY', PFX .. 'unattributed', 'conversions', 1)\n"
+"end\n"
+"redis.call('XADD', tk, 'MAXLEN', '~', ARGV[12], '*', 'type', 'conversion',\n"
+"  'id', id, 'amount', ARGV[8], 'currency', ARGV[9], 'campaign', last,\n"
+"  'time', NOW)\n"
+"event(ev, {'type', 'conversion', 'id', id, 'customer', cust, 'amount',\n"
+"  ARGV[8], 'currency', ARGV[9], 'last_touch', last, 'touches', #hits,\n"
+"  'campaigns', table.concat(hits, ','), 'time', NOW})\n"
+"return {'ok', last, #hits}\n";
+
+/* KEYS: campaigns (set). ARGV[4..]: limit. One row per campaign: id and
+ * the counters the ROI report needs. */
+static const char roi_body[] =
+"local ids = redis.call('SMEMBERS', KEYS[1])\n"
+"table.sort(ids)\n"
+"local out = {}\n"
+"for i = 1, math.min(#ids, tonumber(ARGV[4])) do\n"
+"  local m = redis.call('HMGET', PFX .. 'campaign:' .. ids[i], 'channel',\n"
+"    'expanded', 'sent', 'n_delivered', 'n_bounced', 'unsubscribed',\n"
+"    'opens_human', 'opens_machine', 'clicks', 'clicks_machine',\n"
+"    'conversions_last', 'conversions_linear', 'revenue_last',\n"
+"    'revenue_linear', 'cost')\n"
+"  local row = {ids[i]}\n"
+"  for k = 1, 15 do row[k + 1] = m[k] or '' end\n"
+"  out[#out + 1] = row\n"
+"end\n"
+"return out\n";
+
 /* GCRA for a shared token bucket. KEYS: throttle:<name>. ARGV: rate per
  * second, burst, tokens wanted. Grants up to that many tokens now (and
  * moves the theoretical arrival time on), or none and the ms to wait.
@@ -699,7 +772,10 @@ track_init(const char *prefix, int64_t touch_max)
                     tables)) < 0 ||
         (rc = build(&gw_scripts.remind_fire, "remind_fire", remind_fire_body,
                     tables)) < 0 ||
-        (rc = gw_script_init(&gw_scripts.gcra, "gcra", gcra_src)) < 0)
+        (rc = gw_script_init(&gw_scripts.gcra, "gcra", gcra_src)) < 0 ||
+        (rc = build(&gw_scripts.conversion, "conversion", conversion_body,
+                    tables)) < 0 ||
+        (rc = build(&gw_scripts.roi, "roi", roi_body, tables)) < 0)
         return rc;
     return 0;
 }
@@ -722,6 +798,8 @@ track_free(void)
     gw_script_free(&gw_scripts.remind_due);
     gw_script_free(&gw_scripts.remind_fire);
     gw_script_free(&gw_scripts.gcra);
+    gw_script_free(&gw_scripts.conversion);
+    gw_script_free(&gw_scripts.roi);
 }
 
 static const struct gw_script *const all_scripts[] = {
@@ -730,6 +808,7 @@ static const struct gw_script *const all_scripts[] = {
     &gw_scripts.finish, &gw_scripts.promote, &gw_scripts.receipt,
     &gw_scripts.mo, &gw_scripts.faxin, &gw_scripts.customer,
     &gw_scripts.remind_due, &gw_scripts.remind_fire, &gw_scripts.gcra,
+    &gw_scripts.conversion, &gw_scripts.roi,
 };
 
 static void

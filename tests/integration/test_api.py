@@ -117,3 +117,91 @@ def test_api_off_without_token(ctx):
     check(st == 404 and "api_token" in body["error"], "off: %d %r"
           % (st, body))
     check(gw.stop() == 0, "clean exit")
+
+
+def _campaign(cid, channel, custs):
+    return {"type": "campaign", "id": cid, "channel": channel,
+            "template": "welcome", "class": "transactional",
+            "audience": {"recipients": [
+                {"customer_id": c, "email": "%s@example.org" % c,
+                 "phone": "+491510000%04d" % i, "fax": "+49300000%04d" % i}
+                for i, c in enumerate(custs)]}}
+
+
+def test_api_conversions_attribution_roi(ctx):
+    """Overlapping campaigns, figures by hand. anna gets A (email), then B
+    (sms), then C (fax); bob gets B. anna buys for 90, bob for 40, carl
+    (never reached) for 10. Prices: email 0.01, SMS 0.05, fax page 0.10.
+      A: last 0,  linear 30; cost 0.01 -> ROI -1 / 2999
+      B: last 40, linear 70; cost 0.10 -> ROI 399 / 699
+      C: last 90, linear 30; cost 0.10 -> ROI 899 / 299
+    A repeated conversion id changes nothing."""
+    red = ctx.redis()
+    r = red.client()
+    gw = ctx.gateway(red.url, sets=['http.api_token="%s"' % TOKEN]).start()
+    with open(gw.config, "a") as f:
+        f.write('\n[price]\ncurrency = "EUR"\nemail = 0.01\nfax_page = 0.1\n'
+                '\n[price.sms]\ndefault = 0.05\n')
+    gw.stop()
+    gw.start()
+    for cid, ch, custs in (("A", "email", ["anna"]),
+                           ("B", "sms", ["anna", "bob"]),
+                           ("C", "fax", ["anna"])):
+        xadd_jobs(r, [_campaign(cid, ch, custs)])
+        keys = ["%s:%s:%s" % (cid, c, ch) for c in custs]
+        wait_until(lambda: all(r.hget("gw:msg:" + k, "state") == "delivered"
+                               for k in keys), 20, "campaign %s sent" % cid)
+        time.sleep(0.01)    # touches strictly ordered
+    xadd_jobs(r, [{"type": "conversion", "id": "o-1", "customer_id": "anna",
+                   "amount": 90, "currency": "EUR"}])
+    wait_until(lambda: r.exists("gw:conv:o-1"), 10, "job conversion")
+    st, body = _call(gw, "POST", "/api/conversions",
+                     {"id": "o-2", "customer_id": "bob", "amount": 40.0,
+                      "currency": "EUR"})
+    check(st == 200 and body["last_touch"] == "B" and body["touches"] == 1,
+          "bob's conversion: %r" % body)
+    st, body = _call(gw, "POST", "/api/conversions",
+                     {"id": "o-3", "customer_id": "carl", "amount": 10,
+                      "currency": "EUR"})
+    check(st == 200 and body["last_touch"] == "", "carl unattributed")
+    st, body = _call(gw, "POST", "/api/conversions",
+                     {"id": "o-2", "customer_id": "bob", "amount": 40.0,
+                      "currency": "EUR"})
+    check(st == 200 and body["duplicate"], "idempotent by id: %r" % body)
+    st, body = _call(gw, "POST", "/api/conversions",
+                     {"id": "o-4", "customer_id": "bob", "amount": 1,
+                      "currency": "USD"})
+    check(st == 400 and "currency" in body["error"], "currency checked")
+    st, body = _call(gw, "POST", "/api/conversions", {"id": "o-5"})
+    check(st == 400, "incomplete conversion: 400")
+
+    st, rep = _call(gw, "GET", "/api/reports/roi")
+    check(st == 200 and rep["currency"] == "EUR", "report: %d" % st)
+    rows = {x["campaign"]: x for x in rep["campaigns"]}
+    want = {"A": (0, 30, 0.01, -1, 2999, 1), "B": (40, 70, 0.10, 399, 699, 2),
+            "C": (90, 30, 0.10, 899, 299, 1)}
+    for cid, (last, lin, cost, roi_l, roi_lin, sent) in want.items():
+        x = rows[cid]
+        for k, v in (("revenue_last_touch", last), ("revenue_linear", lin),
+                     ("cost", cost), ("roi_last_touch", roi_l),
+                     ("roi_linear", roi_lin), ("sent", sent),
+                     ("delivered", sent), ("recipients", sent)):
+            check(abs(float(x[k]) - v) < 1e-6, "%s %s: %r, want %r"
+                  % (cid, k, x[k], v))
+    check(abs(rows["B"]["conversions_last_touch"] - 1) < 1e-9 and
+          abs(rows["A"]["conversions_linear"] - 1 / 3) < 1e-6,
+          "conversion counts: %r" % rows)
+    req = urllib.request.Request("http://127.0.0.1:%d/api/reports/roi?"
+                                 "format=csv" % gw.http_port)
+    req.add_header("Authorization", "Bearer " + TOKEN)
+    with urllib.request.urlopen(req, timeout=10) as f:
+        csv = f.read().decode()
+        check(f.headers["Content-Type"].startswith("text/csv"), "CSV type")
+    lines = csv.strip().split("\r\n")
+    check(lines[0].startswith("campaign,channel,recipients,sent") and
+          len(lines) == 4 and lines[3].startswith("C,fax,"),
+          "CSV rows: %r" % lines)
+    touches = _call(gw, "GET", "/api/customers/anna/touches")[1]
+    check(sum(1 for t in touches["touches"] if t["type"] == "conversion")
+          == 1, "the conversion is on anna's touch history")
+    check(gw.stop() == 0, "clean exit")
