@@ -148,11 +148,20 @@ fuzz-run: fuzz
 	    test $${PIPESTATUS[0]:-0} -eq 0; \
 	done
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+# The library is compiled once with coverage (fuzzer-no-link) and linked
+# into every target.
+FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJ   := $(LIB_SRC:%.c=build/fuzzobj/%.o)
+build/fuzzobj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@echo "  CC fuzz $<"
+	@clang $(WARN) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(PKGCFLAGS) \
+	    -I. -Icommon -c $< -o $@
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p build/fuzz
-	clang $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined \
-	    $(PKGCFLAGS) -I. -Icommon $^ $(PKGLIBS) -o $@
+	@echo "  LD fuzz $@"
+	@clang $(WARN) $(FUZZ_FLAGS) -fsanitize=fuzzer $(PKGCFLAGS) -I. -Icommon \
+	    $^ $(PKGLIBS) -o $@
 
 style:
 	clang-format --dry-run --Werror $(wildcard common/*.[ch] gateway/*.[ch] \
