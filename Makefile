@@ -24,7 +24,7 @@ ALLCFLAGS = $(WARN) $(CFLAGS) $(PKGCFLAGS) -I. -Icommon \
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
 
-COMMON_SRC   := common/buf.c common/err.c common/log.c common/utf8.c
+COMMON_SRC   := common/buf.c common/err.c common/log.c common/utf8.c common/token.c
 TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c \
                 templates/template.c templates/html.c
 CHANNEL_SRC  := $(sort $(wildcard channels/*.c))
@@ -34,7 +34,8 @@ GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/track.c gateway/intake.c gateway/expand.c \
                 gateway/dispatch.c gateway/metrics.c gateway/http.c \
                 gateway/tplcache.c gateway/inbound.c gateway/policy.c \
-                gateway/remind.c gateway/api.c gateway/roi.c
+                gateway/remind.c gateway/api.c gateway/roi.c \
+                gateway/unsub.c
 LIB_SRC      := $(COMMON_SRC) $(TEMPLATE_SRC) $(CHANNEL_SRC) $(SCHED_SRC) \
                 $(GATEWAY_SRC)
 MAIN_SRC     := gateway/main.c

@@ -210,6 +210,13 @@ static const struct key_spec tracking_keys[] = {
     { "touch_max", K_INT, C(touch_max), 10, 1000000, NULL, 1000, NULL },
     { "attribution_days", K_INT, C(attribution_days), 1, 366, NULL, 30,
       NULL },
+    { "public_url", K_STR, C(public_url), 0, 0, NULL, 0, NULL },
+    { "token_keys", K_LIST, C(token_keys), 0, 0, NULL, 0, NULL },
+    { "token_current", K_INT, C(token_current), 0, 255, NULL, 0, NULL },
+    { "token_max_age_days", K_INT, C(token_max_age_days), 30, 3650, NULL,
+      400, NULL },
+    { "unsubscribe_mailto", K_STR, C(unsubscribe_mailto), 0, 0, NULL, 0,
+      NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
 static const struct key_spec provider_keys[] = {
@@ -1184,6 +1191,32 @@ conf_load(struct config **out, const char *path, char *const *sets,
     }
     if ((rc = check_rules(&ld)) < 0)
         goto out;
+    if (!c->public_url || !*c->public_url) {
+        /* links point at our own listener unless told otherwise */
+        free(c->public_url);
+        c->public_url = malloc(strlen(c->http_listen) + 8);
+        if (!c->public_url) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        sprintf(c->public_url, "http://%s", c->http_listen);
+    } else if (strncmp(c->public_url, "https://", 8) != 0 &&
+               strncmp(c->public_url, "http://", 7) != 0) {
+        rc = fail(&ld, toml_get(toml_get(c->root, "tracking"), "public_url"),
+                  "tracking.public_url must start with https:// (or http://)");
+        goto out;
+    } else {
+        size_t n = strlen(c->public_url);
+        while (n > 8 && c->public_url[n - 1] == '/')
+            c->public_url[--n] = 0;
+    }
+    if (c->unsubscribe_mailto && *c->unsubscribe_mailto &&
+        strncmp(c->unsubscribe_mailto, "mailto:", 7) != 0) {
+        rc = fail(&ld, toml_get(toml_get(c->root, "tracking"),
+                                "unsubscribe_mailto"),
+                  "tracking.unsubscribe_mailto must be a mailto: URI");
+        goto out;
+    }
     for (int ch = 0; ch < CH_COUNT; ch++) {
         const struct conf_provider *p;
         const char *name = c->channel[ch].provider;
@@ -1257,6 +1290,9 @@ conf_free(struct config *c)
         free(c->provider[i].type);
     }
     free(c->default_zone);
+    free(c->public_url);
+    g_strfreev(c->token_keys);
+    free(c->unsubscribe_mailto);
     free(c->price.currency);
     for (size_t i = 0; i < c->price.nsms; i++)
         free(c->price.sms_prefix[i]);

@@ -171,6 +171,11 @@ struct config {
     /* [tracking] */
     int64_t      touch_max;
     int64_t      attribution_days;
+    char        *public_url;    /* base of /u, /o, /c links */
+    char       **token_keys;    /* "<id>:<base64 secret>" */
+    int64_t      token_current;
+    int64_t      token_max_age_days;
+    char        *unsubscribe_mailto;    /* "mailto:unsub@example.org" */
 
     struct conf_throttle throttle[CONF_MAX_RULES];
     size_t       nthrottle;

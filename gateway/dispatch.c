@@ -45,6 +45,7 @@ struct dmsg {
     int             system;     /* a reply we owe (STOP confirmation):
                                    never suppressed */
     char           *address;    /* normalised, as in the suppress sets */
+    char           *unsub, *mailto; /* its unsubscribe URL and mailto */
     struct content_image images[TPL_MAX_IMAGES];
     char            logctx[160];
     /* the outcome */
@@ -116,6 +117,8 @@ dmsg_free(struct dmsg *d)
     g_free(d->ckey);
     g_free(d->parked);
     g_free(d->address);
+    g_free(d->unsub);
+    g_free(d->mailto);
     free(d->reason);
     free(d->provider_id);
     free(d);
@@ -454,6 +457,20 @@ render(struct dmsg *d)
     td.message_id = d->m.key;
     td.campaign = d->campaign;
     td.channel = gw_channel_name(d->ch);
+    /* Marketing messages carry an unsubscribe link (and, for email,
+     * List-Unsubscribe); every fax does, for its opt-out notice. */
+    if (!d->system && (strcmp(msg_class(d), "marketing") == 0 ||
+                       d->ch == CH_FAX) && !d->unsub) {
+        d->unsub = unsub_url(g, d->ch, d->campaign, d->m.customer,
+                             d->address);
+        d->m.unsubscribe_url = d->unsub;
+        if (d->ch == CH_EMAIL && g->conf->unsubscribe_mailto && d->unsub) {
+            const char *tok = strrchr(d->unsub, '/') + 1;
+            d->mailto = g_strdup_printf("%s?subject=unsubscribe%%20%s",
+                                        g->conf->unsubscribe_mailto, tok);
+            d->m.unsubscribe_mailto = d->mailto;
+        }
+    }
     td.unsubscribe_url = d->m.unsubscribe_url;
     memset(&te, 0, sizeof te);
     if ((rc = tpl_render(tref_tpl(d->tr), tch[d->ch], &td, NULL, &g->dp->out,
@@ -628,6 +645,7 @@ begin_batch(struct dbatch *b)
             ops_arg(o, c);
         }
         ops_arg(o, d->m.template);
+        ops_arg(o, d->campaign);
     }
     ops_run(o);
 }

@@ -86,6 +86,7 @@ struct gw {
     struct dispatch  *dp;
     struct policy    *pol;
     struct reminders *rm;
+    struct unsub     *unsub;
     struct expander  *ex;
     struct http      *http;
     struct tplcache  *tc;
@@ -114,7 +115,8 @@ struct ops {
 struct scripts {
     struct gw_script expand, enqueue, dead, campaign, control, begin, finish,
                      promote, receipt, mo, faxin, customer,
-                     remind_due, remind_fire, gcra, conversion, roi;
+                     remind_due, remind_fire, gcra, conversion, roi,
+                     unsub;
 };
 extern struct scripts gw_scripts;
 /* Build the scripts for the key prefix. */
@@ -238,6 +240,14 @@ const char *mo_keyword(const char *text);
 /* api.c: the admin API; answers through reply exactly once */
 int api_handle(struct gw *g, const struct ch_http_req *rq, const char *query,
                ch_http_reply_fn *reply, void *arg);
+
+/* unsub.c: signed unsubscribe links and /u/<token> */
+int  unsub_init(struct gw *g);
+void unsub_free(struct gw *g);
+char *unsub_url(struct gw *g, enum gw_channel ch, const char *campaign,
+                const char *customer, const char *address);
+int  unsub_handle(struct gw *g, const struct ch_http_req *rq,
+                  ch_http_reply_fn *reply, void *arg);
 
 /* roi.c: conversions and the ROI report */
 void conversion_job(struct gw *g, struct job *j, struct entry *e);

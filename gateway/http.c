@@ -219,6 +219,23 @@ on_media(h2o_handler_t *self, h2o_req_t *req)
                  H2O_STRLIT("not found\n"));
 }
 
+/* GET|POST /u/<token>: unsubscribe (unsub.c). */
+static int
+on_unsub(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct gw *g = ((struct gw_handler *)self)->g;
+    size_t pre = sizeof "/u/" - 1;
+    struct chreq *c;
+
+    if (req->path_normalized.len <= pre || stopping ||
+        (c = chreq_new(req, "u", req->path_normalized.base + pre,
+                       req->path_normalized.len - pre)) == NULL)
+        return reply(req, 404, "Not Found", "text/plain",
+                     H2O_STRLIT("not found\n"));
+    unsub_handle(g, &c->rq, chreq_reply, c);
+    return 0;
+}
+
 /* /api/...: the admin API (api.c), answered after Redis. */
 static int
 on_api(h2o_handler_t *self, h2o_req_t *req)
@@ -400,6 +417,7 @@ http_start(struct gw *g)
     add_path(h, host, "/media", on_media);
     add_path(h, host, "/hooks", on_hook);
     add_path(h, host, "/api", on_api);
+    add_path(h, host, "/u", on_unsub);
     h2o_context_init(&h->ctx, g->loop, &h->config);
     h->accept.ctx = &h->ctx;
     h->accept.hosts = h->config.hosts;

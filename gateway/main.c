@@ -443,6 +443,7 @@ main(int argc, char **argv)
         fatal("cannot open the channels");
     if (policy_init(&g) < 0 || dispatch_init(&g) < 0 ||
         expander_init(&g) < 0 || remind_init(&g) < 0 ||
+        unsub_init(&g) < 0 ||
         intake_init(&g) < 0 || tplcache_init(&g) < 0)
         fatal("out of memory");
     if (http_start(&g) < 0)
@@ -494,6 +495,7 @@ main(int argc, char **argv)
     dispatch_free(&g);
     policy_free(&g);
     remind_free(&g);
+    unsub_free(&g);
     track_free();
     keys_free(&g.k);
     gw_redis_addr_free(&g.raddr);

@@ -250,7 +250,7 @@ static const char control_body[] =
  * suppress:customer) per message. ARGV[4..]: n, longest frequency cap
  * window (ms), then (has_campaign, expires_ms, resend_in_doubt, address,
  * customer, system, cap rules, class, channel, message key, estimated
- * cost, campaign budget, template) each. Moves
+ * cost, campaign budget, template, campaign id) each. Moves
  * each message to sending unless its ledger, campaign, an opt-out, a
  * frequency cap or its deadline says otherwise (system replies such as a
  * STOP confirmation are not suppressed or capped). Cap rules are lines of
@@ -302,7 +302,9 @@ static const char begin_body[] =
 "  elseif cst == 'paused' then res[i] = 'paused'\n"
 "  elseif st ~= 'sending' and system ~= '1' and\n"
 "      (redis.call('SISMEMBER', sup_ch, addr) == 1 or\n"
-"       (cust ~= '' and redis.call('SISMEMBER', sup_cust, cust) == 1)) then\n"
+"       (cust ~= '' and redis.call('SISMEMBER', sup_cust, cust) == 1) or\n"
+"       (ARGV[a + 13] ~= '' and redis.call('SISMEMBER', PFX .. 'unsub:' ..\n"
+"          ARGV[a + 13], cust ~= '' and cust or addr) == 1)) then\n"
 "    setstate(mk, ev, ck, 'suppressed', 'opted out', nil)\n"
 "    res[i] = 'skip:suppressed'\n"
 "  elseif exp > 0 and tonumber(NOW) > exp then\n"
@@ -334,7 +336,7 @@ static const char begin_body[] =
 "    setstate(mk, ev, ck, 'sending', r, nil)\n"
 "    res[i] = 'go:' .. st .. ':' .. att\n"
 "  end\n"
-"  a = a + 13\n"
+"  a = a + 14\n"
 "end\n"
 "return res\n";
 
@@ -673,6 +675,48 @@ static const char roi_body[] =
 "end\n"
 "return out\n";
 
+/* KEYS: events. ARGV[4..]: scope (campaign | channel | all), channel,
+ * campaign, customer, address, touch cap, how (one-click | page). Adds
+ * the customer (or address) to unsub:<campaign>, the address to
+ * suppress:<channel>, or the customer to suppress:customer (and the
+ * address to its channel's set); the begin script checks all three. Once:
+ * a repeated request changes nothing and records nothing. */
+static const char unsub_body[] =
+"local ev, scope, ch, camp, cust, addr = KEYS[1], ARGV[4], ARGV[5], ARGV[6],\n"
+"  ARGV[7], ARGV[8]\n"
+"local added = 0\n"
+"if scope == 'campaign' and camp ~= '' then\n"
+"  local who = cust\n"
+"  if who == '' then who = addr end\n"
+"  added = redis.call('SADD', PFX .. 'unsub:' .. camp, who)\n"
+"elseif scope == 'all' then\n"
+"  if cust ~= '' then\n"
+"    added = redis.call('SADD', PFX .. 'suppress:customer', cust)\n"
+"  end\n"
+"  if addr ~= '' then\n"
+"    added = added + redis.call('SADD', PFX .. 'suppress:' .. ch, addr)\n"
+"  end\n"
+"else\n"
+"  scope = 'channel'\n"
+"  if addr ~= '' then\n"
+"    added = redis.call('SADD', PFX .. 'suppress:' .. ch, addr)\n"
+"  end\n"
+"end\n"
+"if added > 0 then\n"
+"  if camp ~= '' then\n"
+"    redis.call('HINCRBY', PFX .. 'campaign:' .. camp, 'unsubscribed', 1)\n"
+"  end\n"
+"  event(ev, {'type', 'unsubscribe', 'scope', scope, 'channel', ch,\n"
+"    'campaign', camp, 'customer', cust, 'address', addr, 'via', ARGV[10],\n"
+"    'time', NOW})\n"
+"  if cust ~= '' then\n"
+"    redis.call('XADD', PFX .. 'touch:' .. cust, 'MAXLEN', '~', ARGV[9],\n"
+"      '*', 'type', 'unsubscribe', 'scope', scope, 'channel', ch,\n"
+"      'campaign', camp, 'time', NOW)\n"
+"  end\n"
+"end\n"
+"return added\n";
+
 /* GCRA for a shared token bucket. KEYS: throttle:<name>. ARGV: rate per
  * second, burst, tokens wanted. Grants up to that many tokens now (and
  * moves the theoretical arrival time on), or none and the ms to wait.
@@ -775,7 +819,8 @@ track_init(const char *prefix, int64_t touch_max)
         (rc = gw_script_init(&gw_scripts.gcra, "gcra", gcra_src)) < 0 ||
         (rc = build(&gw_scripts.conversion, "conversion", conversion_body,
                     tables)) < 0 ||
-        (rc = build(&gw_scripts.roi, "roi", roi_body, tables)) < 0)
+        (rc = build(&gw_scripts.roi, "roi", roi_body, tables)) < 0 ||
+        (rc = build(&gw_scripts.unsub, "unsub", unsub_body, tables)) < 0)
         return rc;
     return 0;
 }
@@ -800,6 +845,7 @@ track_free(void)
     gw_script_free(&gw_scripts.gcra);
     gw_script_free(&gw_scripts.conversion);
     gw_script_free(&gw_scripts.roi);
+    gw_script_free(&gw_scripts.unsub);
 }
 
 static const struct gw_script *const all_scripts[] = {
@@ -808,7 +854,7 @@ static const struct gw_script *const all_scripts[] = {
     &gw_scripts.finish, &gw_scripts.promote, &gw_scripts.receipt,
     &gw_scripts.mo, &gw_scripts.faxin, &gw_scripts.customer,
     &gw_scripts.remind_due, &gw_scripts.remind_fire, &gw_scripts.gcra,
-    &gw_scripts.conversion, &gw_scripts.roi,
+    &gw_scripts.conversion, &gw_scripts.roi, &gw_scripts.unsub,
 };
 
 static void
