@@ -424,6 +424,7 @@ render(struct dmsg *d)
 
     d->m.to_name = json_string_value(json_object_get(d->m.recipient,
                                                      "name"));
+    d->m.class = msg_class(d);      /* the channels see the effective one */
     d->m.deadline_ms = d->expires;
     /* Checked at intake; again here because it goes into a header. */
     if (d->m.to_name && strpbrk(d->m.to_name, "\r\n")) {

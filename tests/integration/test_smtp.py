@@ -612,7 +612,9 @@ def test_gateway_campaign_via_aiosmtpd(ctx):
         red = ctx.redis()
         r = red.client()
         _template(r)
-        gw = ctx.gateway(red.url, sets=_smtp_sets(peer.url)).start()
+        gw = ctx.gateway(red.url, sets=_smtp_sets(peer.url) + [
+            'tracking.public_url="https://gw.example.org/"',
+            'tracking.unsubscribe_mailto="mailto:unsub@example.org"']).start()
         n = 50
         xadd_jobs(r, [{"type": "campaign", "id": "sc1", "channel": "email",
                        "template": "smtpt", "class": "marketing",
@@ -635,6 +637,14 @@ def test_gateway_campaign_via_aiosmtpd(ctx):
                   "<sc1=3Ac%d=3Aemail@mail.example.org>" % i, "message id")
             check(m["x-campaign-id"] == "sc1", "campaign header")
             check(m["list-id"] == "Shop news <news.example.org>", "list id")
+            # RFC 2369 + RFC 8058: https and mailto, and one-click
+            lu = str(m["list-unsubscribe"])
+            check(re.fullmatch(r"<https://gw\.example\.org/u/[A-Za-z0-9_.-]+>,"
+                               r"\s*<mailto:unsub@example\.org\?subject="
+                               r"unsubscribe%20[A-Za-z0-9_.-]+>", lu),
+                  "List-Unsubscribe: %r" % lu)
+            check(m["list-unsubscribe-post"] == "List-Unsubscribe=One-Click",
+                  "one-click header")
             check(meta["mail_from"] == "bounces+sc1=3Ac%d=3Aemail@example.org"
                   % i, "VERP")
             alt = m.get_payload()
