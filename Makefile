@@ -26,7 +26,7 @@ SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined 
 
 COMMON_SRC   := common/buf.c common/err.c common/log.c common/utf8.c common/token.c
 TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c \
-                templates/template.c templates/html.c
+                templates/template.c templates/html.c templates/links.c
 CHANNEL_SRC  := $(sort $(wildcard channels/*.c))
 SCHED_SRC    := $(sort $(wildcard scheduler/*.c))
 GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
@@ -140,6 +140,7 @@ fuzz-run: fuzz
 	    fuzz_toml) seeds=../shared/vectors/toml-test/valid ;; \
 	    fuzz_template) seeds=tests/unit/data/newsletters ;; \
 	    fuzz_fax_render) seeds=tests/integration/templates/fax_offer ;; \
+	    fuzz_links) seeds=tests/unit/data/newsletters ;; \
 	    esac; \
 	    echo "== fuzz: $$f for $(FUZZ_SECONDS)s"; \
 	    build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
