@@ -35,7 +35,7 @@ GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/dispatch.c gateway/metrics.c gateway/http.c \
                 gateway/tplcache.c gateway/inbound.c gateway/policy.c \
                 gateway/remind.c gateway/api.c gateway/roi.c \
-                gateway/unsub.c
+                gateway/unsub.c gateway/hits.c
 LIB_SRC      := $(COMMON_SRC) $(TEMPLATE_SRC) $(CHANNEL_SRC) $(SCHED_SRC) \
                 $(GATEWAY_SRC)
 MAIN_SRC     := gateway/main.c

@@ -158,6 +158,7 @@ struct ch_http_req {
      * owned by the request; NULL when absent. */
     const char *(*header)(const struct ch_http_req *rq, const char *name);
     void       *server;         /* the server's request, for header() */
+    const char *peer;           /* the client's IP address, or "" */
 };
 
 /* Answers a ch_http_req exactly once; may be called later (after a Redis

@@ -217,6 +217,8 @@ static const struct key_spec tracking_keys[] = {
       400, NULL },
     { "unsubscribe_mailto", K_STR, C(unsubscribe_mailto), 0, 0, NULL, 0,
       NULL },
+    { "track_opens", K_BOOL, C(track_opens), 0, 0, NULL, 1, NULL },
+    { "track_clicks", K_BOOL, C(track_clicks), 0, 0, NULL, 1, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
 static const struct key_spec provider_keys[] = {

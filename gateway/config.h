@@ -176,6 +176,7 @@ struct config {
     int64_t      token_current;
     int64_t      token_max_age_days;
     char        *unsubscribe_mailto;    /* "mailto:unsub@example.org" */
+    int          track_opens, track_clicks;
 
     struct conf_throttle throttle[CONF_MAX_RULES];
     size_t       nthrottle;

@@ -78,6 +78,7 @@ struct dispatch {
     uv_timer_t   wait_timer;
     int          timer_open;
     struct buf   rules;         /* scratch: frequency cap rules */
+    struct buf   scratch;       /* scratch: HTML with tracked links */
     struct tpl_out out;         /* reused by every render: no allocation
                                    once warm, and its zone cache lives */
     unsigned     inflight;      /* dmsgs alive */
@@ -145,6 +146,7 @@ dispatch_init(struct gw *g)
     g->dp->waits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
                                          wgroup_free);
     buf_init(&g->dp->rules, 64 * 1024);
+    buf_init(&g->dp->scratch, 0);
     tpl_out_init(&g->dp->out, 0);
     uv_timer_init(g->loop, &g->dp->wait_timer);
     g->dp->wait_timer.data = g;
@@ -194,6 +196,7 @@ dispatch_free(struct gw *g)
     g_hash_table_destroy(g->dp->vars);
     g_hash_table_destroy(g->dp->waits);
     buf_free(&g->dp->rules);
+    buf_free(&g->dp->scratch);
     tpl_out_free(&g->dp->out);
     free(g->dp);
     g->dp = NULL;
@@ -482,6 +485,15 @@ render(struct dmsg *d)
                  tpl_error_format(&te, (char[400]){ 0 }, 400));
         outcome(d, ST_FAILED, reason);
         return -1;
+    }
+    /* Marketing email: links through /c, an open pixel through /o. */
+    if (d->ch == CH_EMAIL && d->unsub && g->dp->out.html.len &&
+        (g->conf->track_opens || g->conf->track_clicks) &&
+        hits_rewrite(g, d->m.key, d->campaign, d->m.customer, d->unsub,
+                     &g->dp->out.html, &g->dp->scratch) == 0) {
+        struct buf t = g->dp->out.html;
+        g->dp->out.html = g->dp->scratch;
+        g->dp->scratch = t;
     }
     keep_parts(d, &g->dp->out);
     for (size_t i = 0; i < g->dp->out.nimages; i++) {

@@ -116,7 +116,7 @@ struct scripts {
     struct gw_script expand, enqueue, dead, campaign, control, begin, finish,
                      promote, receipt, mo, faxin, customer,
                      remind_due, remind_fire, gcra, conversion, roi,
-                     unsub;
+                     unsub, hit;
 };
 extern struct scripts gw_scripts;
 /* Build the scripts for the key prefix. */
@@ -248,6 +248,17 @@ char *unsub_url(struct gw *g, enum gw_channel ch, const char *campaign,
                 const char *customer, const char *address);
 int  unsub_handle(struct gw *g, const struct ch_http_req *rq,
                   ch_http_reply_fn *reply, void *arg);
+
+struct token_ring;
+const struct token_ring *unsub_ring(struct gw *g);
+
+/* hits.c: opens and clicks */
+struct buf;
+int  hits_rewrite(struct gw *g, const char *key, const char *campaign,
+                  const char *customer, const char *skip_url,
+                  const struct buf *html, struct buf *out);
+int  hits_handle(struct gw *g, const struct ch_http_req *rq, int click,
+                 ch_http_reply_fn *reply, void *arg);
 
 /* roi.c: conversions and the ROI report */
 void conversion_job(struct gw *g, struct job *j, struct entry *e);

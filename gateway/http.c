@@ -93,6 +93,7 @@ struct chreq {
     h2o_req_t          *req;        /* NULL once h2o disposed of it */
     struct chreq      **slot;       /* in req->pool */
     char               *method, *path, *body;
+    char                peer[INET6_ADDRSTRLEN];
 };
 
 static void
@@ -145,9 +146,21 @@ chreq_reply(void *arg, int status, const char *type, const void *body,
 
     if (req) {
         *c->slot = NULL;
-        reply(req, status, status < 300 ? "OK" : status == 404 ? "Not Found"
-              : "Error", type ? type : "application/json",
-              body ? body : "", len);
+        /* tracking answers are per request: never from a cache */
+        h2o_add_header(&req->pool, &req->res.headers,
+                       H2O_TOKEN_CACHE_CONTROL, NULL,
+                       H2O_STRLIT("no-store"));
+        if (status >= 300 && status < 400 && !type) {
+            /* a redirect: body is the Location */
+            h2o_add_header(&req->pool, &req->res.headers,
+                           H2O_TOKEN_LOCATION, NULL,
+                           h2o_strdup(&req->pool, body, len).base, len);
+            reply(req, status, "Found", "text/plain", "", 0);
+        } else {
+            reply(req, status, status < 300 ? "OK" : status == 404
+                  ? "Not Found" : "Error", type ? type : "application/json",
+                  body ? body : "", len);
+        }
     }
     chreq_free(c);
 }
@@ -177,6 +190,19 @@ chreq_new(h2o_req_t *req, const char *route, const char *path, size_t plen)
     c->rq.body_len = req->entity.len;
     c->rq.header = chreq_header;
     c->rq.server = req;
+    {
+        struct sockaddr_storage ss;
+        socklen_t n = req->conn->callbacks->get_peername
+            ? req->conn->callbacks->get_peername(req->conn,
+                                                 (struct sockaddr *)&ss) : 0;
+        if (n && ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
+                      c->peer, sizeof c->peer);
+        else if (n && ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
+                      c->peer, sizeof c->peer);
+    }
+    c->rq.peer = c->peer;
     c->slot = h2o_mem_alloc_shared(&req->pool, sizeof *c->slot,
                                    on_req_disposed);
     *c->slot = c;
@@ -233,6 +259,26 @@ on_unsub(h2o_handler_t *self, h2o_req_t *req)
         return reply(req, 404, "Not Found", "text/plain",
                      H2O_STRLIT("not found\n"));
     unsub_handle(g, &c->rq, chreq_reply, c);
+    return 0;
+}
+
+/* GET /o/<token> (open pixel), GET /c/<token> (click redirect). */
+static int
+on_hit(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct gw *g = ((struct gw_handler *)self)->g;
+    size_t pre = sizeof "/o/" - 1;
+    int click = req->path_normalized.len > 1 &&
+                req->path_normalized.base[1] == 'c';
+    struct chreq *c;
+
+    if (req->path_normalized.len <= pre || stopping || !is_get(req) ||
+        (c = chreq_new(req, click ? "c" : "o",
+                       req->path_normalized.base + pre,
+                       req->path_normalized.len - pre)) == NULL)
+        return reply(req, 404, "Not Found", "text/plain",
+                     H2O_STRLIT("not found\n"));
+    hits_handle(g, &c->rq, click, chreq_reply, c);
     return 0;
 }
 
@@ -418,6 +464,8 @@ http_start(struct gw *g)
     add_path(h, host, "/hooks", on_hook);
     add_path(h, host, "/api", on_api);
     add_path(h, host, "/u", on_unsub);
+    add_path(h, host, "/o", on_hit);
+    add_path(h, host, "/c", on_hit);
     h2o_context_init(&h->ctx, g->loop, &h->config);
     h->accept.ctx = &h->ctx;
     h->accept.hosts = h->config.hosts;

@@ -717,6 +717,47 @@ static const char unsub_body[] =
 "end\n"
 "return added\n";
 
+/* KEYS: events. ARGV[4..]: open | click, message key, campaign, customer,
+ * machine rule ('' = looks human), URL, seconds-after-delivery threshold
+ * (ms), touch cap. A hit within the threshold of the hand-over is a
+ * machine's too. The campaign counts each message's first human open and
+ * click once (opens_human, clicks) and every machine hit; each hit is an
+ * event and a touch. */
+static const char hit_body[] =
+"local kind, key, camp, cust, rule = ARGV[4], ARGV[5], ARGV[6], ARGV[7],\n"
+"  ARGV[8]\n"
+"local mk = PFX .. 'msg:' .. key\n"
+"local m = redis.call('HMGET', mk, 'state', 'updated')\n"
+"if rule == '' and (m[1] == 'accepted' or m[1] == 'delivered') and m[2]\n"
+"    and tonumber(NOW) - tonumber(m[2]) < tonumber(ARGV[10]) then\n"
+"  rule = 'time:' .. kind\n"
+"end\n"
+"local f = kind == 'open' and 'opens' or 'clicks'\n"
+"if rule == '' then\n"
+"  local first = 1\n"
+"  if m[1] then first = redis.call('HSETNX', mk, 'first_' .. kind, NOW) end\n"
+"  if m[1] then redis.call('HINCRBY', mk, f, 1) end\n"
+"  if camp ~= '' and first == 1 then\n"
+"    redis.call('HINCRBY', PFX .. 'campaign:' .. camp,\n"
+"      kind == 'open' and 'opens_human' or 'clicks', 1)\n"
+"  end\n"
+"else\n"
+"  if m[1] then redis.call('HINCRBY', mk, f .. '_machine', 1) end\n"
+"  if camp ~= '' then\n"
+"    redis.call('HINCRBY', PFX .. 'campaign:' .. camp,\n"
+"      kind == 'open' and 'opens_machine' or 'clicks_machine', 1)\n"
+"  end\n"
+"end\n"
+"local machine = rule == '' and '0' or '1'\n"
+"event(KEYS[1], {'type', kind, 'msg', key, 'campaign', camp, 'customer',\n"
+"  cust, 'machine', machine, 'rule', rule, 'url', ARGV[9], 'time', NOW})\n"
+"if cust ~= '' then\n"
+"  redis.call('XADD', PFX .. 'touch:' .. cust, 'MAXLEN', '~', ARGV[11], '*',\n"
+"    'type', kind, 'channel', 'email', 'msg', key, 'campaign', camp,\n"
+"    'machine', machine, 'url', ARGV[9], 'time', NOW)\n"
+"end\n"
+"return machine\n";
+
 /* GCRA for a shared token bucket. KEYS: throttle:<name>. ARGV: rate per
  * second, burst, tokens wanted. Grants up to that many tokens now (and
  * moves the theoretical arrival time on), or none and the ms to wait.
@@ -820,7 +861,8 @@ track_init(const char *prefix, int64_t touch_max)
         (rc = build(&gw_scripts.conversion, "conversion", conversion_body,
                     tables)) < 0 ||
         (rc = build(&gw_scripts.roi, "roi", roi_body, tables)) < 0 ||
-        (rc = build(&gw_scripts.unsub, "unsub", unsub_body, tables)) < 0)
+        (rc = build(&gw_scripts.unsub, "unsub", unsub_body, tables)) < 0 ||
+        (rc = build(&gw_scripts.hit, "hit", hit_body, tables)) < 0)
         return rc;
     return 0;
 }
@@ -846,6 +888,7 @@ track_free(void)
     gw_script_free(&gw_scripts.conversion);
     gw_script_free(&gw_scripts.roi);
     gw_script_free(&gw_scripts.unsub);
+    gw_script_free(&gw_scripts.hit);
 }
 
 static const struct gw_script *const all_scripts[] = {
@@ -855,6 +898,7 @@ static const struct gw_script *const all_scripts[] = {
     &gw_scripts.mo, &gw_scripts.faxin, &gw_scripts.customer,
     &gw_scripts.remind_due, &gw_scripts.remind_fire, &gw_scripts.gcra,
     &gw_scripts.conversion, &gw_scripts.roi, &gw_scripts.unsub,
+    &gw_scripts.hit,
 };
 
 static void

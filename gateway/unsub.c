@@ -82,6 +82,12 @@ unsub_free(struct gw *g)
     }
 }
 
+const struct token_ring *
+unsub_ring(struct gw *g)
+{
+    return &g->unsub->ring;
+}
+
 /* "<public_url>/u/<token>" for a message (new string), or NULL. */
 char *
 unsub_url(struct gw *g, enum gw_channel ch, const char *campaign,

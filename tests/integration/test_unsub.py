@@ -8,6 +8,7 @@ and change nothing."""
 import json
 import random
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -158,4 +159,82 @@ def test_unsubscribe_sms_link_and_transactional_has_none(ctx):
                20, "transactional delivered")
     txt = json.dumps(_outbox_json(gw, "email", "receipt-1"))
     check("/u/" not in txt, "no unsubscribe link on a transactional email")
+    check(gw.stop() == 0, "clean exit")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **kw):
+        return None
+
+
+def _get(gw, path, ua):
+    op = urllib.request.build_opener(_NoRedirect)
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (gw.http_port,
+                                                            path))
+    req.add_header("User-Agent", ua)
+    try:
+        with op.open(req, timeout=10) as f:
+            return f.status, f.headers, f.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like "
+          "Gecko) Chrome/120.0.0.0 Safari/537.36")
+
+
+def test_opens_and_clicks_human_and_machine(ctx):
+    red = ctx.redis()
+    r = red.client()
+    gw = ctx.gateway(red.url).start()
+    xadd_jobs(r, [_campaign("nl-2", ["erin"])])
+    key = "nl-2:erin:email"
+    wait_until(lambda: r.hget("gw:msg:" + key, "state") == "delivered", 20,
+               "delivered")
+    html = _outbox_json(gw, "email", key)
+    text = json.dumps(html)
+    base = "http://127.0.0.1:%d" % gw.http_port
+    opens = re.findall(re.escape(base) + r"/o/([A-Za-z0-9_.-]+)", text)
+    clicks = re.findall(re.escape(base) + r"/c/([A-Za-z0-9_.-]+)", text)
+    check(len(opens) == 1 and len(clicks) == 1,
+          "one pixel and one tracked link (the unsubscribe link is not "
+          "rewritten): %s" % text[:600])
+    check(re.search(re.escape(base) + r"/u/", text), "unsubscribe kept")
+
+    # within 2 s of the hand-over: a machine, whoever it claims to be
+    st, hd, body = _get(gw, "/o/" + opens[0], CHROME)
+    check(st == 200 and body[:6] == b"GIF89a" and
+          hd.get("Content-Type") == "image/gif", "the pixel: %d %r" % (st, hd))
+    time.sleep(2.2)
+    _get(gw, "/o/" + opens[0], "Mozilla/5.0 (Windows NT 10.0; Win64; x64; "
+         "rv:109.0) Gecko/20100101 Firefox/119.0 via ggpht.com "
+         "GoogleImageProxy")
+    _get(gw, "/o/" + opens[0], CHROME)
+    _get(gw, "/o/" + opens[0], CHROME)
+    time.sleep(3)
+    st, hd, _ = _get(gw, "/c/" + clicks[0], CHROME)
+    check(st == 302 and hd.get("Location") ==
+          "https://shop.example.org/deals?x=1&y=2",
+          "redirects to the signed URL only: %d %r" % (st, hd))
+    # altered click tokens never redirect anywhere
+    for i in range(0, len(clicks[0]), max(1, len(clicks[0]) // 40)):
+        t = list(clicks[0])
+        t[i] = "A" if t[i] != "A" else "B"
+        st, hd, _ = _get(gw, "/c/" + "".join(t), CHROME)
+        check(400 <= st < 500 and hd.get("Location") is None,
+              "forged click refused: %d" % st)
+    st, _, _ = _get(gw, "/c/" + opens[0], CHROME)
+    check(st == 400, "an open token is not a click token")
+
+    def counts():
+        c = r.hgetall("gw:campaign:nl-2")
+        return (c.get("opens_human"), c.get("opens_machine"),
+                c.get("clicks"))
+    wait_until(lambda: counts() == ("1", "2", "1"), 10,
+               "1 human open (unique), 2 machine opens, 1 click: %r"
+               % (counts(),))
+    ev = [e for _, e in r.xrange("gw:events") if e.get("type") in
+          ("open", "click")]
+    check(len(ev) == 5 and sum(e["machine"] == "1" for e in ev) == 2,
+          "every hit an event: %r" % ev)
     check(gw.stop() == 0, "clean exit")
