@@ -12,7 +12,7 @@ SHELL := /bin/bash
 
 CC       ?= gcc
 PKGS     := libuv hiredis libcurl libxml-2.0 jansson libh2o glib-2.0 openssl \
-            libsmpp34 cairo pangocairo
+            libsmpp34 cairo pangocairo gmime-3.0
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 COMMIT   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 WARN     := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
@@ -35,7 +35,8 @@ GATEWAY_SRC  := gateway/config.c gateway/toml.c gateway/redis.c \
                 gateway/dispatch.c gateway/metrics.c gateway/http.c \
                 gateway/tplcache.c gateway/inbound.c gateway/policy.c \
                 gateway/remind.c gateway/api.c gateway/roi.c \
-                gateway/unsub.c gateway/hits.c
+                gateway/unsub.c gateway/hits.c \
+                gateway/bounce.c
 LIB_SRC      := $(COMMON_SRC) $(TEMPLATE_SRC) $(CHANNEL_SRC) $(SCHED_SRC) \
                 $(GATEWAY_SRC)
 MAIN_SRC     := gateway/main.c
@@ -141,6 +142,7 @@ fuzz-run: fuzz
 	    fuzz_template) seeds=tests/unit/data/newsletters ;; \
 	    fuzz_fax_render) seeds=tests/integration/templates/fax_offer ;; \
 	    fuzz_links) seeds=tests/unit/data/newsletters ;; \
+	    fuzz_dsn) seeds=tests/unit/data/dsn ;; \
 	    esac; \
 	    echo "== fuzz: $$f for $(FUZZ_SECONDS)s"; \
 	    build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \

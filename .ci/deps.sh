@@ -9,6 +9,7 @@ PKGS="build-essential pkg-config
  libuv1-dev libhiredis-dev libcurl4-openssl-dev libxml2-dev libjansson-dev
  libh2o-dev libssl-dev libsmpp34-dev libglib2.0-dev libcmocka-dev
  libcairo2-dev libpango1.0-dev fonts-dejavu-core poppler-utils python3-cryptography
+ libgmime-3.0-dev dovecot-pop3d dovecot-imapd
  clang libclang-rt-14-dev clang-format
  redis-server python3 python3-redis python3-aiosmtpd postfix prometheus
  procps curl ca-certificates"

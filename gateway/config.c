@@ -206,6 +206,21 @@ static const struct key_spec price_keys[] = {
     { "fax_page", K_MONEY, PR(fax_page), 0, 0, NULL, 0, NULL },
     { NULL, 0, 0, 0, 0, NULL, 0, NULL }
 };
+static const char *const tls_choices[] = {
+    "required", "opportunistic", "off", NULL
+};
+static const struct key_spec bounces_keys[] = {
+    { "mailbox", K_STR, C(bounce_mailbox), 0, 0, NULL, 0, NULL },
+    { "user", K_STR, C(bounce_user), 0, 0, NULL, 0, NULL },
+    { "password", K_STR, C(bounce_password), 0, 0, NULL, 0, NULL },
+    { "tls", K_CHOICE, C(bounce_tls), 0, 0, "required", 0, tls_choices },
+    { "poll_ms", K_INT, C(bounce_poll_ms), 1000, 86400000, NULL, 60000,
+      NULL },
+    { "delete", K_BOOL, C(bounce_delete), 0, 0, NULL, 1, NULL },
+    { "delete_other", K_BOOL, C(bounce_delete_other), 0, 0, NULL, 0, NULL },
+    { "webhook_secret", K_STR, C(bounce_secret), 0, 0, NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
 static const struct key_spec tracking_keys[] = {
     { "touch_max", K_INT, C(touch_max), 10, 1000000, NULL, 1000, NULL },
     { "attribution_days", K_INT, C(attribution_days), 1, 366, NULL, 30,
@@ -241,6 +256,7 @@ static const struct {
     { "policy", policy_keys },
     { "price", NULL },          /* [price] and [price.sms] */
     { "tracking", tracking_keys },
+    { "bounces", bounces_keys },
     { "throttle", NULL },       /* [[throttle]] */
     { "window", NULL },         /* [[window]] */
     { "freq_cap", NULL },       /* [[freq_cap]] */
@@ -1127,6 +1143,7 @@ conf_load(struct config **out, const char *path, char *const *sets,
         (rc = defaults(policy_keys, c)) < 0 ||
         (rc = defaults(price_keys, c)) < 0 ||
         (rc = defaults(tracking_keys, c)) < 0 ||
+        (rc = defaults(bounces_keys, c)) < 0 ||
         (rc = defaults(templates_keys, c)) < 0)
         goto out;
 
@@ -1196,6 +1213,7 @@ conf_load(struct config **out, const char *path, char *const *sets,
     if (!c->public_url || !*c->public_url) {
         /* links point at our own listener unless told otherwise */
         free(c->public_url);
+    free_table(bounces_keys, c);
         c->public_url = malloc(strlen(c->http_listen) + 8);
         if (!c->public_url) {
             rc = -ENOMEM;
@@ -1211,6 +1229,15 @@ conf_load(struct config **out, const char *path, char *const *sets,
         size_t n = strlen(c->public_url);
         while (n > 8 && c->public_url[n - 1] == '/')
             c->public_url[--n] = 0;
+    }
+    if (c->bounce_mailbox && *c->bounce_mailbox &&
+        strncmp(c->bounce_mailbox, "pop3://", 7) != 0 &&
+        strncmp(c->bounce_mailbox, "pop3s://", 8) != 0 &&
+        strncmp(c->bounce_mailbox, "imap://", 7) != 0 &&
+        strncmp(c->bounce_mailbox, "imaps://", 8) != 0) {
+        rc = fail(&ld, toml_get(toml_get(c->root, "bounces"), "mailbox"),
+                  "bounces.mailbox must be a pop3(s):// or imap(s):// URL");
+        goto out;
     }
     if (c->unsubscribe_mailto && *c->unsubscribe_mailto &&
         strncmp(c->unsubscribe_mailto, "mailto:", 7) != 0) {

@@ -178,6 +178,13 @@ struct config {
     char        *unsubscribe_mailto;    /* "mailto:unsub@example.org" */
     int          track_opens, track_clicks;
 
+    /* [bounces] */
+    char        *bounce_mailbox;    /* pop3[s]:// or imap[s]://.../INBOX */
+    char        *bounce_user, *bounce_password, *bounce_tls;
+    int64_t      bounce_poll_ms;
+    int          bounce_delete, bounce_delete_other;
+    char        *bounce_secret;     /* bearer secret of /hooks/bounces */
+
     struct conf_throttle throttle[CONF_MAX_RULES];
     size_t       nthrottle;
     struct conf_window   window[CONF_MAX_RULES];

@@ -57,6 +57,7 @@ struct dmsg {
     double          est;        /* cost committed against the budget */
     double          budget;     /* the campaign's, 0: none */
     double          cost;       /* the price once accepted; < 0: none */
+    int             hard_bounce;    /* suppress the address */
     int64_t         due;
     const json_t   *def;        /* the campaign's definition (cached) */
     struct dmsg    *next;
@@ -300,6 +301,7 @@ flush_channel(struct gw *g, int ch)
             snprintf(c, sizeof c, "%.6f", d->m.attempt ? d->est : 0.0);
             ops_arg(o, c);
         }
+        ops_arg(o, d->hard_bounce ? d->address : "");
     }
     ops_run(o);
 }
@@ -344,6 +346,16 @@ on_sent(struct message *m, const struct send_outcome *o, void *arg)
         return;
     case SEND_PERMFAIL:
         metrics_reason(&d->g->m.prov[d->pidx], "permanent");
+        if (d->ch == CH_EMAIL && o->reply) {
+            /* classified by its enhanced status: 5.1.x hard (suppress),
+             * 5.2.2 soft; neither: failed */
+            int c = bounce_sync(o->reply, reason, sizeof reason);
+            if (c == 0 || c == 1) {
+                d->hard_bounce = c == 0;
+                outcome(d, ST_BOUNCED, reason);
+                return;
+            }
+        }
         outcome(d, ST_FAILED, o->reply ? o->reply : "permanent failure");
         return;
     case SEND_TEMPFAIL:

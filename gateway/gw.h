@@ -87,6 +87,7 @@ struct gw {
     struct policy    *pol;
     struct reminders *rm;
     struct unsub     *unsub;
+    struct bounces   *bounces;
     struct expander  *ex;
     struct http      *http;
     struct tplcache  *tc;
@@ -116,7 +117,7 @@ struct scripts {
     struct gw_script expand, enqueue, dead, campaign, control, begin, finish,
                      promote, receipt, mo, faxin, customer,
                      remind_due, remind_fire, gcra, conversion, roi,
-                     unsub, hit;
+                     unsub, hit, bounce;
 };
 extern struct scripts gw_scripts;
 /* Build the scripts for the key prefix. */
@@ -259,6 +260,16 @@ int  hits_rewrite(struct gw *g, const char *key, const char *campaign,
                   const struct buf *html, struct buf *out);
 int  hits_handle(struct gw *g, const struct ch_http_req *rq, int click,
                  ch_http_reply_fn *reply, void *arg);
+
+/* bounce.c: bounces from SMTP replies, a mailbox and a webhook */
+int  bounce_init(struct gw *g);
+void bounce_close(struct gw *g);
+void bounce_free(struct gw *g);
+/* 0 hard, 1 soft, 2 neither; why gets the ledger reason. */
+int  bounce_sync(const char *reply, char *why, size_t whylen);
+int  bounce_hook(struct gw *g, const struct ch_http_req *rq,
+                 ch_http_reply_fn *reply, void *arg);
+void bounce_metrics(struct gw *g, struct buf *b);
 
 /* roi.c: conversions and the ROI report */
 void conversion_job(struct gw *g, struct job *j, struct entry *e);

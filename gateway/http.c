@@ -317,6 +317,14 @@ on_hook(h2o_handler_t *self, h2o_req_t *req)
     char chname[8];
     int chn;
 
+    if (end - p >= 7 && memcmp(p, "bounces", 7) == 0 &&
+        (end - p == 7 || p[7] == '/')) {
+        struct chreq *c = chreq_new(req, "hooks", "", 0);
+        if (!c)
+            goto none;
+        bounce_hook(g, &c->rq, chreq_reply, c);
+        return 0;
+    }
     if (!slash || (size_t)(slash - p) >= sizeof chname)
         goto none;
     memcpy(chname, p, (size_t)(slash - p));

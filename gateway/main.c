@@ -245,6 +245,7 @@ close_rest(struct gw *g)
     dispatch_drop(g);
     dispatch_close(g);
     remind_close(g);
+    bounce_close(g);
     uv_close((uv_handle_t *)&g->claim_timer, on_closed_handle);
     uv_close((uv_handle_t *)&g->retry_timer, on_closed_handle);
     uv_close((uv_handle_t *)&g->setup_timer, on_closed_handle);
@@ -443,7 +444,7 @@ main(int argc, char **argv)
         fatal("cannot open the channels");
     if (policy_init(&g) < 0 || dispatch_init(&g) < 0 ||
         expander_init(&g) < 0 || remind_init(&g) < 0 ||
-        unsub_init(&g) < 0 ||
+        unsub_init(&g) < 0 || bounce_init(&g) < 0 ||
         intake_init(&g) < 0 || tplcache_init(&g) < 0)
         fatal("out of memory");
     if (http_start(&g) < 0)
@@ -496,6 +497,7 @@ main(int argc, char **argv)
     policy_free(&g);
     remind_free(&g);
     unsub_free(&g);
+    bounce_free(&g);
     track_free();
     keys_free(&g.k);
     gw_redis_addr_free(&g.raddr);

@@ -237,6 +237,7 @@ metrics_render(struct gw *g, struct buf *b)
     }
 
     policy_metrics(g, b);
+    bounce_metrics(g, b);
     head(b, "gw_build_info", "gauge", "Version and commit of this build.");
     return buf_printf(b, "gw_build_info{version=\"%s\",commit=\"%s\"} 1\n",
                       GW_VERSION, GW_COMMIT);

@@ -343,7 +343,8 @@ static const char begin_body[] =
 /* KEYS: events, queue, delayed, then (ledger, campaign-or-ledger, parked)
  * per message. ARGV[4..]: group, n, then (id, has_campaign, state, reason,
  * provider_ids, park_payload, due_ms, delayed_member, message key,
- * keep_payload, expires_ms, units, cost, committed) each; cost ('' when
+ * keep_payload, expires_ms, units, cost, committed, suppress) each;
+ * suppress is an address a hard bounce puts on suppress:email; cost ('' when
  * not accepted) is the message's price, committed what the begin script
  * set aside against the campaign's budget; keep_payload is kept on the
  * ledger of an accepted message that a later receipt may send again (fax),
@@ -363,6 +364,9 @@ static const char finish_body[] =
 "      local extra = nil\n"
 "      if ARGV[a + 4] ~= '' then extra = {'provider_id', ARGV[a + 4]} end\n"
 "      if ARGV[a + 12] ~= '' then redis.call('HSET', mk, 'cost', ARGV[a + 12]) end\n"
+"      if ARGV[a + 14] ~= '' then\n"
+"        redis.call('SADD', PFX .. 'suppress:email', ARGV[a + 14])\n"
+"      end\n"
 "      local moved = setstate(mk, ev, ck, new, ARGV[a + 3], extra)\n"
 "      if moved and ck then\n"
 "        local est = tonumber(ARGV[a + 13])\n"
@@ -416,7 +420,7 @@ static const char finish_body[] =
 "    end\n"
 "    redis.call('XDEL', q, ARGV[a])\n"
 "  end\n"
-"  a = a + 14\n"
+"  a = a + 15\n"
 "end\n"
 "return n\n";
 
@@ -758,6 +762,31 @@ static const char hit_body[] =
 "end\n"
 "return machine\n";
 
+/* KEYS: events, suppress:email. ARGV[4..]: message key, class (hard |
+ * soft | unknown | delayed), status, diagnostic, recipient, source (dsn |
+ * webhook). A bounce moves the message to `bounced` once (a repeated DSN
+ * is `late`); a hard one suppresses the address; `delayed` is only an
+ * event. */
+static const char bounce_body[] =
+"local ev, sup = KEYS[1], KEYS[2]\n"
+"local key, cls, status, diag, rcpt, src = ARGV[4], ARGV[5], ARGV[6],\n"
+"  ARGV[7], ARGV[8], ARGV[9]\n"
+"local mk = PFX .. 'msg:' .. key\n"
+"local m = redis.call('HMGET', mk, 'state', 'campaign')\n"
+"if not m[1] then return 'unknown' end\n"
+"event(ev, {'type', 'bounce', 'msg', key, 'class', cls, 'status', status,\n"
+"  'diagnostic', diag, 'recipient', rcpt, 'source', src, 'time', NOW})\n"
+"if cls == 'delayed' then return 'delayed' end\n"
+"if cls == 'hard' and rcpt ~= '' then redis.call('SADD', sup, rcpt) end\n"
+"local ck = nil\n"
+"if m[2] and m[2] ~= '' then ck = PFX .. 'campaign:' .. m[2] end\n"
+"local why = cls .. ' bounce ' .. status .. ': ' .. diag\n"
+"if setstate(mk, ev, ck, 'bounced', why, {'bounce_class', cls,\n"
+"    'bounce_status', status}) then\n"
+"  return 'bounced'\n"
+"end\n"
+"return 'late'\n";
+
 /* GCRA for a shared token bucket. KEYS: throttle:<name>. ARGV: rate per
  * second, burst, tokens wanted. Grants up to that many tokens now (and
  * moves the theoretical arrival time on), or none and the ms to wait.
@@ -862,7 +891,8 @@ track_init(const char *prefix, int64_t touch_max)
                     tables)) < 0 ||
         (rc = build(&gw_scripts.roi, "roi", roi_body, tables)) < 0 ||
         (rc = build(&gw_scripts.unsub, "unsub", unsub_body, tables)) < 0 ||
-        (rc = build(&gw_scripts.hit, "hit", hit_body, tables)) < 0)
+        (rc = build(&gw_scripts.hit, "hit", hit_body, tables)) < 0 ||
+        (rc = build(&gw_scripts.bounce, "bounce", bounce_body, tables)) < 0)
         return rc;
     return 0;
 }
@@ -889,6 +919,7 @@ track_free(void)
     gw_script_free(&gw_scripts.roi);
     gw_script_free(&gw_scripts.unsub);
     gw_script_free(&gw_scripts.hit);
+    gw_script_free(&gw_scripts.bounce);
 }
 
 static const struct gw_script *const all_scripts[] = {
@@ -898,7 +929,7 @@ static const struct gw_script *const all_scripts[] = {
     &gw_scripts.mo, &gw_scripts.faxin, &gw_scripts.customer,
     &gw_scripts.remind_due, &gw_scripts.remind_fire, &gw_scripts.gcra,
     &gw_scripts.conversion, &gw_scripts.roi, &gw_scripts.unsub,
-    &gw_scripts.hit,
+    &gw_scripts.hit, &gw_scripts.bounce,
 };
 
 static void
