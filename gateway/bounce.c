@@ -308,14 +308,15 @@ on_data(char *p, size_t sz, size_t n, void *arg)
     return buf_append(b, p, sz * n) < 0 ? 0 : sz * n;
 }
 
+/* One session (connection) for a whole pass: POP3 message numbers are
+ * only stable within one, and deletions are committed at its QUIT. */
 static CURL *
-session(struct poll *pl, const char *url, struct buf *out)
+session(struct poll *pl, struct buf *out)
 {
     CURL *c = curl_easy_init();
 
     if (!c)
         return NULL;
-    curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_USERNAME, pl->user);
     curl_easy_setopt(c, CURLOPT_PASSWORD, pl->pass);
     curl_easy_setopt(c, CURLOPT_USE_SSL, pl->tls == 2 ? CURLUSESSL_ALL
@@ -328,13 +329,17 @@ session(struct poll *pl, const char *url, struct buf *out)
     return c;
 }
 
-/* Run one request; 0 or -1 with pl->err. */
+/* One request on the session: 0 or -1 with pl->err. */
 static int
-run(struct poll *pl, CURL *c)
+run(struct poll *pl, CURL *c, const char *url, const char *custom,
+    int nobody)
 {
-    CURLcode rc = curl_easy_perform(c);
+    CURLcode rc;
 
-    if (rc != CURLE_OK) {
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, custom);
+    curl_easy_setopt(c, CURLOPT_NOBODY, nobody ? 1L : 0L);
+    if ((rc = curl_easy_perform(c)) != CURLE_OK) {
         snprintf(pl->err, sizeof pl->err, "%s", curl_easy_strerror(rc));
         return -1;
     }
@@ -343,41 +348,30 @@ run(struct poll *pl, CURL *c)
 
 /* Ids of the messages in the mailbox: POP3 LIST or IMAP UID SEARCH. */
 static int
-list_ids(struct poll *pl, GPtrArray *ids)
+list_ids(struct poll *pl, CURL *c, struct buf *b, GPtrArray *ids)
 {
-    struct buf b;
-    CURL *c;
-    int rc;
+    char *s, *save = NULL;
 
-    buf_init(&b, 4u << 20);
-    if ((c = session(pl, pl->url, &b)) == NULL)
+    buf_reset(b);
+    if (run(pl, c, pl->url, pl->imap ? "UID SEARCH ALL" : NULL, 0) < 0)
         return -1;
-    if (pl->imap)
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "UID SEARCH ALL");
-    rc = run(pl, c);
-    curl_easy_cleanup(c);
-    if (rc == 0) {
-        char *s = g_strdup(buf_cstr(&b)), *save = NULL;
-        if (pl->imap) {
-            /* "* SEARCH 3 4 5" */
-            char *p = strstr(s, "SEARCH");
-            for (char *t = p ? strtok_r(p + 6, " \r\n", &save) : NULL; t;
-                 t = strtok_r(NULL, " \r\n", &save))
-                if (isdigit((unsigned char)*t) &&
-                    ids->len < POLL_MAX_MESSAGES)
-                    g_ptr_array_add(ids, g_strdup(t));
-        } else {
-            /* "1 1234\r\n2 567\r\n" */
-            for (char *t = strtok_r(s, "\r\n", &save); t;
-                 t = strtok_r(NULL, "\r\n", &save))
-                if (isdigit((unsigned char)*t) &&
-                    ids->len < POLL_MAX_MESSAGES)
-                    g_ptr_array_add(ids, g_strndup(t, strcspn(t, " ")));
-        }
-        g_free(s);
+    s = g_strdup(buf_cstr(b));
+    if (pl->imap) {
+        /* "* SEARCH 3 4 5" */
+        char *p = strstr(s, "SEARCH");
+        for (char *t = p ? strtok_r(p + 6, " \r\n", &save) : NULL; t;
+             t = strtok_r(NULL, " \r\n", &save))
+            if (isdigit((unsigned char)*t) && ids->len < POLL_MAX_MESSAGES)
+                g_ptr_array_add(ids, g_strdup(t));
+    } else {
+        /* "1 1234\r\n2 567\r\n" */
+        for (char *t = strtok_r(s, "\r\n", &save); t;
+             t = strtok_r(NULL, "\r\n", &save))
+            if (isdigit((unsigned char)*t) && ids->len < POLL_MAX_MESSAGES)
+                g_ptr_array_add(ids, g_strndup(t, strcspn(t, " ")));
     }
-    buf_free(&b);
-    return rc;
+    g_free(s);
+    return 0;
 }
 
 static char *
@@ -395,77 +389,58 @@ static void
 poll_work(uv_work_t *w)
 {
     struct poll *pl = w->data;
+    struct buf b;
+    CURL *c;
 
-    if (pl->deleting) {
-        for (size_t i = 0; i < pl->dels->len; i++) {
-            struct buf b;
-            char *u = pl->imap ? g_strdup(pl->url)
-                               : item_url(pl, pl->dels->pdata[i]);
-            char cmd[64];
-            CURL *c;
-
-            buf_init(&b, 1u << 20);
-            if ((c = session(pl, u, &b)) != NULL) {
-                if (pl->imap)
-                    snprintf(cmd, sizeof cmd, "UID STORE %s +FLAGS "
-                             "(\\Deleted)", (char *)pl->dels->pdata[i]);
-                else
-                    snprintf(cmd, sizeof cmd, "DELE");
-                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, cmd);
-                if (!pl->imap)
-                    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-                run(pl, c);
-                curl_easy_cleanup(c);
-            }
-            buf_free(&b);
-            g_free(u);
-        }
-        if (pl->imap && pl->dels->len) {
-            struct buf b;
-            CURL *c;
-            buf_init(&b, 1u << 20);
-            if ((c = session(pl, pl->url, &b)) != NULL) {
-                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "EXPUNGE");
-                run(pl, c);
-                curl_easy_cleanup(c);
-            }
-            buf_free(&b);
-        }
+    buf_init(&b, MESSAGE_MAX);
+    if ((c = session(pl, &b)) == NULL) {
+        buf_free(&b);
         return;
     }
-    {
+    if (pl->deleting) {
+        for (size_t i = 0; i < pl->dels->len; i++) {
+            char cmd[64], *u;
+            if (pl->imap) {
+                snprintf(cmd, sizeof cmd, "UID STORE %s +FLAGS (\\Deleted)",
+                         (char *)pl->dels->pdata[i]);
+                run(pl, c, pl->url, cmd, 0);
+            } else {
+                u = item_url(pl, pl->dels->pdata[i]);
+                run(pl, c, u, "DELE", 1);
+                g_free(u);
+            }
+        }
+        if (pl->imap)
+            run(pl, c, pl->url, "EXPUNGE", 0);
+    } else {
         GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
-        if (list_ids(pl, ids) == 0) {
+        if (list_ids(pl, c, &b, ids) == 0) {
             for (size_t i = 0; i < ids->len; i++) {
                 struct mail *m = calloc(1, sizeof *m);
                 char *u = item_url(pl, ids->pdata[i]);
-                struct buf b;
-                CURL *c;
                 char err[200];
 
-                buf_init(&b, MESSAGE_MAX);
+                buf_reset(&b);
                 m->id = g_strdup(ids->pdata[i]);
-                if ((c = session(pl, u, &b)) != NULL) {
-                    if (run(pl, c) == 0 && b.len) {
-                        m->len = b.len;
-                        m->raw = malloc(b.len + 1);
-                        memcpy(m->raw, b.data, b.len);
-                        m->raw[b.len] = 0;
-                        /* a hashed key (too long for VERP) cannot be
-                                   matched without an index: not used */
-                        m->usable = dsn_parse(m->raw, m->len, &m->dsn, err,
-                                              sizeof err) == 0 &&
-                                    m->dsn.msg_key[0] && !m->dsn.key_hashed;
-                    }
-                    curl_easy_cleanup(c);
+                if (run(pl, c, u, NULL, 0) == 0 && b.len) {
+                    m->len = b.len;
+                    m->raw = malloc(b.len + 1);
+                    memcpy(m->raw, b.data, b.len);
+                    m->raw[b.len] = 0;
+                    /* a hashed key (too long for VERP) cannot be matched
+                     * without an index: not used */
+                    m->usable = dsn_parse(m->raw, m->len, &m->dsn, err,
+                                          sizeof err) == 0 &&
+                                m->dsn.msg_key[0] && !m->dsn.key_hashed;
                 }
-                buf_free(&b);
                 g_free(u);
                 g_ptr_array_add(pl->mails, m);
             }
         }
         g_ptr_array_free(ids, TRUE);
     }
+    curl_easy_cleanup(c);       /* QUIT / LOGOUT: deletions are committed */
+    buf_free(&b);
 }
 
 static void

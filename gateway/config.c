@@ -1213,7 +1213,6 @@ conf_load(struct config **out, const char *path, char *const *sets,
     if (!c->public_url || !*c->public_url) {
         /* links point at our own listener unless told otherwise */
         free(c->public_url);
-    free_table(bounces_keys, c);
         c->public_url = malloc(strlen(c->http_listen) + 8);
         if (!c->public_url) {
             rc = -ENOMEM;
@@ -1319,6 +1318,7 @@ conf_free(struct config *c)
         free(c->provider[i].type);
     }
     free(c->default_zone);
+    free_table(bounces_keys, c);
     free(c->public_url);
     g_strfreev(c->token_keys);
     free(c->unsubscribe_mailto);

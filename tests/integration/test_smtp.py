@@ -689,11 +689,15 @@ def test_gateway_rejections_and_retries(ctx):
         for t, peer in peers.items():
             def state(k):
                 return r.hget("gw:msg:m-%s-%s" % (t, k), "state")
-            wait_until(lambda: state("reject550") == "failed", 30,
-                       t + ": 550 failed")
+            # 550 5.1.1: a hard bounce, and the address is suppressed
+            wait_until(lambda: state("reject550") == "bounced", 30,
+                       t + ": 550 bounced")
             reason = r.hget("gw:msg:m-%s-reject550" % t, "reason")
-            check("550 5.1.1" in reason and "User unknown" in reason,
+            check(reason.startswith("hard bounce 5.1.1") and
+                  "550 5.1.1" in reason and "User unknown" in reason,
                   "%s: 550 reply recorded: %r" % (t, reason))
+            check(r.sismember("gw:suppress:email", "reject550@example.org"),
+                  "hard bounce suppresses the address")
             # 450 once, 421 once, a drop once: deferred, retried, accepted
             for k in ("defer450", "close421", "drop", "ok"):
                 wait_until(lambda: state(k) == "accepted", 30,
