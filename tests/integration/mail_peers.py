@@ -258,7 +258,7 @@ class Dovecot:
         while want:
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
-                self._close()
+                self.stop()
                 raise TestFailure("dovecot exited with %s during start-up:"
                                   "\n%s" % (rc, self.log_tail()))
             for port, prefix in list(want.items()):

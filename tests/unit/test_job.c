@@ -398,9 +398,15 @@ static const struct bad_case bad_cases[] = {
     { "customer_bad_phone", "{\"type\":\"customer\",\"id\":\"c1\","
       "\"customer\":{\"customer_id\":\"c1\",\"phone\":\"12\"}}", 0,
       DEAD_FIELD, "customer.phone:" },
-    { "type_conversion", "{\"type\":\"conversion\",\"id\":\"order-991\","
-      "\"customer_id\":\"c123\",\"amount\":49.0,\"currency\":\"EUR\"}", 0,
-      DEAD_UNSUPPORTED, "type:" },
+    { "conversion_no_amount", "{\"type\":\"conversion\",\"id\":\"o-1\","
+      "\"customer_id\":\"c123\",\"currency\":\"EUR\"}", 0, DEAD_FIELD,
+      "amount:" },
+    { "conversion_currency", "{\"type\":\"conversion\",\"id\":\"o-1\","
+      "\"customer_id\":\"c123\",\"amount\":5,\"currency\":\"USD\"}", 0,
+      DEAD_FIELD, "currency:" },
+    { "conversion_negative", "{\"type\":\"conversion\",\"id\":\"o-1\","
+      "\"customer_id\":\"c123\",\"amount\":-5,\"currency\":\"EUR\"}", 0,
+      DEAD_FIELD, "amount:" },
     /* id */
     { "id_missing", "{\"type\":\"control\",\"campaign\":\"x\","
       "\"action\":\"pause\"}", 0, DEAD_FIELD, "id:" },
