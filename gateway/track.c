@@ -498,14 +498,21 @@ static const char faxin_body[] =
 
 /* KEYS: events, suppress:sms, q:sms. ARGV[4..]: action (stop | start |
  * help | none), from, to, text, provider, reply key ('' = no reply),
- * reply payload. Every MO is an event; STOP adds the number to the SMS
+ * reply payload. Every MO is an event (and a touch of the customer whose
+ * phone number sent it, through cidx:phone:<number>); STOP adds the number to the SMS
  * suppression set and START removes it, in the same step as the reply is
  * queued. */
 static const char mo_body[] =
 "local ev, sup, q = KEYS[1], KEYS[2], KEYS[3]\n"
 "local act, from, prov, rkey = ARGV[4], ARGV[5], ARGV[8], ARGV[9]\n"
+"local cust = redis.call('GET', PFX .. 'cidx:phone:' .. from) or ''\n"
 "event(ev, {'type', 'mo', 'from', from, 'to', ARGV[6], 'text', ARGV[7],\n"
-"  'action', act, 'provider', prov, 'time', NOW})\n"
+"  'action', act, 'provider', prov, 'customer', cust, 'time', NOW})\n"
+"if cust ~= '' then\n"
+"  redis.call('XADD', PFX .. 'touch:' .. cust, 'MAXLEN', '~', TOUCHMAX, '*',\n"
+"    'type', 'mo', 'channel', 'sms', 'from', from, 'text', ARGV[7],\n"
+"    'action', act, 'provider', prov, 'time', NOW)\n"
+"end\n"
 "if act == 'stop' then redis.call('SADD', sup, from)\n"
 "elseif act == 'start' then redis.call('SREM', sup, from) end\n"
 "if rkey ~= '' then\n"

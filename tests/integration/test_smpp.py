@@ -543,6 +543,11 @@ def test_smpp_mo_stop_and_help(ctx):
     with FakeSmsc(ctx.workdir) as smsc:
         gw = _gateway(ctx, red, smsc.port).start()
         wait_log(gw, r"bind 1 up", 10)
+        # a known customer's number: the MO lands on its touch history
+        xadd_jobs(r, [{"type": "customer", "id": "cu-42", "customer": {
+            "customer_id": "c42", "phone": "+4915100000042"}}])
+        wait_until(lambda: r.get("gw:cidx:phone:+4915100000042") == "c42",
+                   10, "customer indexed")
         check(smsc.cmd("mo +4915100000042 Stop!") == "ok mo 1", "mo")
         wait_until(lambda: r.sismember("gw:suppress:sms", "+4915100000042"),
                    10, "number suppressed")
@@ -553,8 +558,11 @@ def test_smpp_mo_stop_and_help(ctx):
                 if s["destination_addr"] == "4915100000042"]
         check(len(conf) == 1, "exactly one confirmation: %d" % len(conf))
         mos = [e for _, e in r.xrange("gw:events") if e.get("type") == "mo"]
-        check(any(e.get("text") == "Stop!" for e in mos), "MO event: %r"
-              % mos)
+        check(any(e.get("text") == "Stop!" and e.get("customer") == "c42"
+                  for e in mos), "MO event: %r" % mos)
+        touch = [e for _, e in r.xrange("gw:touch:c42")]
+        check(any(e.get("type") == "mo" and e.get("action") == "stop"
+                  for e in touch), "MO on the touch history: %r" % touch)
         # a UCS-2 MO decodes
         check(smsc.cmd("mo +4915100000043 Привет") == "ok mo 1", "mo")
         wait_until(lambda: any(e.get("text") == "Привет" for _, e in
