@@ -12,6 +12,7 @@
  * store it under inbound_dir and report it.
  */
 #include "channel.h"
+#include "curl_uv.h"
 #include "fax_hook.h"
 
 #include "fax_render.h"
@@ -112,13 +113,6 @@ static const char *const job_state_names[] = {
 
 struct fax;
 
-struct sock {                   /* a socket libcurl asked us to watch */
-    uv_poll_t        poll;
-    curl_socket_t    fd;
-    struct fax      *f;
-    struct sock     *next, *prev;
-};
-
 struct media {                  /* a PDF the provider will fetch */
     struct media    *next;      /* in its bucket */
     char             token[FAX_TOKEN_MAX];
@@ -185,8 +179,7 @@ struct ack {                    /* answers a webhook once it is recorded */
 
 struct fax {
     struct channel  *ch;
-    CURLM           *multi;
-    uv_timer_t       timer;     /* libcurl's timeout */
+    struct curl_uv   cu;        /* libcurl multi on the loop */
     uv_timer_t       later;     /* outcomes outside send(), teardown */
     uv_timer_t       grace;     /* the close grace period */
     uv_timer_t       sweep;     /* media expiry */
@@ -221,7 +214,6 @@ struct fax {
     unsigned         nfetch, nwrites;
     CURL           **pool;      /* idle easy handles */
     unsigned         npool;
-    struct sock     *socks;
     struct media    *buckets[MEDIA_BUCKETS];
     size_t           media_bytes;
     unsigned         nmedia;
@@ -512,113 +504,27 @@ report(struct fax *f, struct job *j)
     job_free(j);
 }
 
-/* ---- libcurl multi on the uv loop ---- */
+/* ---- libcurl multi on the uv loop (channels/curl_uv.c) ---- */
 
 static void
-on_sock_closed(uv_handle_t *h)
+cu_progress(void *arg)
 {
-    struct sock *k = h->data;
-    struct fax *f = k->f;
+    check_done(arg);
+}
 
-    free(k);
+static void
+cu_opened(void *arg)
+{
+    ((struct fax *)arg)->nhandles++;
+}
+
+static void
+cu_closed(void *arg)
+{
+    struct fax *f = arg;
+
     if (--f->nhandles == 0 && f->torn)
         teardown(f);
-}
-
-static void
-sock_close(struct fax *f, struct sock *k)
-{
-    uv_poll_stop(&k->poll);
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        f->socks = k->next;
-    if (k->next)
-        k->next->prev = k->prev;
-    uv_close((uv_handle_t *)&k->poll, on_sock_closed);
-}
-
-static void
-on_poll(uv_poll_t *p, int status, int events)
-{
-    struct sock *k = p->data;
-    struct fax *f = k->f;
-    int flags = 0, running;
-
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    else {
-        if (events & UV_READABLE)
-            flags |= CURL_CSELECT_IN;
-        if (events & UV_WRITABLE)
-            flags |= CURL_CSELECT_OUT;
-    }
-    /* k may be closed by what follows: nothing of it is used after. */
-    curl_multi_socket_action(f->multi, k->fd, flags, &running);
-    check_done(f);
-}
-
-static int
-on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct fax *f = userp;
-    struct sock *k = socketp;
-    int events = 0;
-
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (k) {
-            curl_multi_assign(f->multi, fd, NULL);
-            sock_close(f, k);
-        }
-        return 0;
-    }
-    if (!k) {
-        if ((k = calloc(1, sizeof *k)) == NULL)
-            return -1;
-        if (uv_poll_init_socket(f->ch->loop, &k->poll, fd) < 0) {
-            free(k);
-            return -1;
-        }
-        k->poll.data = k;
-        k->fd = fd;
-        k->f = f;
-        k->next = f->socks;
-        if (f->socks)
-            f->socks->prev = k;
-        f->socks = k;
-        f->nhandles++;
-        curl_multi_assign(f->multi, fd, k);
-    }
-    if (what & CURL_POLL_IN)
-        events |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        events |= UV_WRITABLE;
-    uv_poll_start(&k->poll, events, on_poll);
-    return 0;
-}
-
-static void
-on_curl_timeout(uv_timer_t *t)
-{
-    struct fax *f = t->data;
-    int running;
-
-    curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(f);
-}
-
-static int
-on_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct fax *f = userp;
-
-    (void)multi;
-    if (timeout_ms < 0)
-        uv_timer_stop(&f->timer);
-    else
-        uv_timer_start(&f->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
 }
 
 /* Sockets are counted for the stats: connections open and opened. */
@@ -781,7 +687,7 @@ job_start(struct fax *f, struct job *j)
         return GW_EINVAL;
     }
     j->errbuf[0] = 0;
-    if (curl_multi_add_handle(f->multi, e) != CURLM_OK)
+    if (curl_multi_add_handle(f->cu.multi, e) != CURLM_OK)
         return GW_EINVAL;
     job_set_state(j, JS_RUN);
     return 0;
@@ -843,7 +749,7 @@ job_done(struct fax *f, struct job *j, CURLcode res)
     int sent = request_sent(j->easy);
 
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(f->multi, j->easy);
+    curl_multi_remove_handle(f->cu.multi, j->easy);
     job_unstart(f, j);
     curl_mime_free(j->mime);
     j->mime = NULL;
@@ -1292,7 +1198,7 @@ fetch_done(struct fax *f, struct fetch *x, CURLcode res)
     int rc;
 
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(f->multi, x->easy);
+    curl_multi_remove_handle(f->cu.multi, x->easy);
     curl_easy_cleanup(x->easy);
     x->easy = NULL;
     fetch_unlink(f, x);
@@ -1401,7 +1307,7 @@ inbound_fax(struct fax *f, const struct fax_event *ev,
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->inbound_max);
     SET(CURLOPT_WRITEFUNCTION, on_fetch_data);
     SET(CURLOPT_WRITEDATA, x);
-    if (rc != CURLE_OK || curl_multi_add_handle(f->multi, e) != CURLM_OK) {
+    if (rc != CURLE_OK || curl_multi_add_handle(f->cu.multi, e) != CURLM_OK) {
         answer_error(reply, arg, 503, "cannot start the download");
         fetch_free(x);
         return;
@@ -1530,7 +1436,7 @@ check_done(struct fax *f)
     CURLMsg *msg;
     int left;
 
-    while (f->multi && (msg = curl_multi_info_read(f->multi, &left))) {
+    while (f->cu.multi && (msg = curl_multi_info_read(f->cu.multi, &left))) {
         CURLcode res = msg->data.result;
         char *priv;
 
@@ -1553,7 +1459,7 @@ on_grace_end(uv_timer_t *t)
     struct job *j;
 
     while ((j = f->running.head) != NULL) {
-        curl_multi_remove_handle(f->multi, j->easy);
+        curl_multi_remove_handle(f->cu.multi, j->easy);
         job_unstart(f, j);
         j->in_doubt = 1;
         finish(f, j, SEND_TEMPFAIL, "shutdown: cancelled");
@@ -1624,11 +1530,10 @@ teardown(struct fax *f)
         uv_timer_stop(&f->sweep);
         while (f->npool)
             curl_easy_cleanup(f->pool[--f->npool]);
-        curl_multi_cleanup(f->multi);
-        f->multi = NULL;
-        while (f->socks)
-            sock_close(f, f->socks);
-        uv_close((uv_handle_t *)&f->timer, on_timer_closed);
+        curl_multi_cleanup(f->cu.multi);
+        f->cu.multi = NULL;
+        curl_uv_close_socks(&f->cu);
+        uv_close((uv_handle_t *)&f->cu.timer, on_timer_closed);
         uv_close((uv_handle_t *)&f->later, on_timer_closed);
         uv_close((uv_handle_t *)&f->grace, on_timer_closed);
         uv_close((uv_handle_t *)&f->sweep, on_timer_closed);
@@ -1653,7 +1558,7 @@ fax_close(struct channel *ch)
         uv_cancel((uv_req_t *)&j->work);
     while (f->fetches) {
         struct fetch *x = f->fetches;
-        curl_multi_remove_handle(f->multi, x->easy);
+        curl_multi_remove_handle(f->cu.multi, x->easy);
         fetch_unlink(f, x);
         answer_error(x->reply, x->reply_arg, 503, "shutting down");
         fetch_free(x);
@@ -1901,22 +1806,18 @@ fax_open(struct channel *ch, const struct conf_provider *conf)
         rc = bad_conf(ch, "curl_global_init failed");
         goto fail;
     }
-    if ((f->multi = curl_multi_init()) == NULL) {
+    if (curl_uv_init(&f->cu, ch->loop, f, cu_progress, cu_opened,
+                     cu_closed) < 0) {
         curl_global_cleanup();
         rc = -ENOMEM;
         goto fail;
     }
-    curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
-    curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
-    curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS,
+    curl_multi_setopt(f->cu.multi, CURLMOPT_MAXCONNECTS,
                       (long)f->max_conns + FETCH_MAX);
-    uv_timer_init(ch->loop, &f->timer);
     uv_timer_init(ch->loop, &f->later);
     uv_timer_init(ch->loop, &f->grace);
     uv_timer_init(ch->loop, &f->sweep);
-    f->timer.data = f->later.data = f->grace.data = f->sweep.data = f;
+    f->cu.timer.data = f->later.data = f->grace.data = f->sweep.data = f;
     f->nhandles = 4;
     uv_timer_start(&f->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     uv_unref((uv_handle_t *)&f->sweep);     /* housekeeping only */

@@ -23,6 +23,7 @@
  *     kept for comparison and as a fallback.
  */
 #include "channel.h"
+#include "curl_uv.h"
 #include "mime.h"
 
 #include "../common/buf.h"
@@ -124,13 +125,6 @@ enum owner { OWN_XFER = 1, OWN_SESS };
 struct smtp;
 struct sess;
 
-struct sock {                   /* a socket libcurl asked us to watch */
-    uv_poll_t        poll;
-    curl_socket_t    fd;
-    struct smtp     *s;
-    struct sock     *next, *prev;
-};
-
 struct conn {                   /* libcurl transport: a socket it opened */
     curl_socket_t    fd;
     int              port;      /* local port, once known (0: not yet) */
@@ -211,8 +205,7 @@ struct sess {                   /* pipelined transport: one connection */
 
 struct smtp {
     struct channel  *ch;
-    CURLM           *multi;
-    uv_timer_t       timer;     /* libcurl's timeout */
+    struct curl_uv   cu;        /* libcurl multi on the loop */
     uv_timer_t       later;     /* outcomes outside send(), teardown */
     uv_timer_t       pause;     /* backoff; at close the grace period */
     unsigned         nhandles;  /* our uv handles not closed yet */
@@ -244,7 +237,6 @@ struct smtp {
     size_t           nconns, capconns;
     struct sess     *sessions;
     unsigned         nsess;
-    struct sock     *socks;
     uint64_t         backoff;           /* the next pause */
     int              paused, probing;
     int              closing, cancelled, torn;
@@ -552,113 +544,27 @@ txn_end(struct xfer *x, const char *terr, unsigned flags)
     }
 }
 
-/* ---- libcurl multi on the uv loop (both transports) ---- */
+/* ---- libcurl multi on the uv loop (channels/curl_uv.c) ---- */
 
 static void
-on_sock_closed(uv_handle_t *h)
+cu_progress(void *arg)
 {
-    struct sock *k = h->data;
-    struct smtp *s = k->s;
+    check_done(arg);
+}
 
-    free(k);
+static void
+cu_opened(void *arg)
+{
+    ((struct smtp *)arg)->nhandles++;
+}
+
+static void
+cu_closed(void *arg)
+{
+    struct smtp *s = arg;
+
     if (--s->nhandles == 0 && s->torn)
         teardown(s);
-}
-
-static void
-sock_close(struct smtp *s, struct sock *k)
-{
-    uv_poll_stop(&k->poll);
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        s->socks = k->next;
-    if (k->next)
-        k->next->prev = k->prev;
-    uv_close((uv_handle_t *)&k->poll, on_sock_closed);
-}
-
-static void
-on_poll(uv_poll_t *p, int status, int events)
-{
-    struct sock *k = p->data;
-    struct smtp *s = k->s;
-    int flags = 0, running;
-
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    else {
-        if (events & UV_READABLE)
-            flags |= CURL_CSELECT_IN;
-        if (events & UV_WRITABLE)
-            flags |= CURL_CSELECT_OUT;
-    }
-    /* k may be closed by what follows: nothing of it is used after. */
-    curl_multi_socket_action(s->multi, k->fd, flags, &running);
-    check_done(s);
-}
-
-static int
-on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct smtp *s = userp;
-    struct sock *k = socketp;
-    int events = 0;
-
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (k) {
-            curl_multi_assign(s->multi, fd, NULL);
-            sock_close(s, k);
-        }
-        return 0;
-    }
-    if (!k) {
-        if ((k = calloc(1, sizeof *k)) == NULL)
-            return -1;
-        if (uv_poll_init_socket(s->ch->loop, &k->poll, fd) < 0) {
-            free(k);
-            return -1;
-        }
-        k->poll.data = k;
-        k->fd = fd;
-        k->s = s;
-        k->next = s->socks;
-        if (s->socks)
-            s->socks->prev = k;
-        s->socks = k;
-        s->nhandles++;
-        curl_multi_assign(s->multi, fd, k);
-    }
-    if (what & CURL_POLL_IN)
-        events |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        events |= UV_WRITABLE;
-    uv_poll_start(&k->poll, events, on_poll);
-    return 0;
-}
-
-static void
-on_curl_timeout(uv_timer_t *t)
-{
-    struct smtp *s = t->data;
-    int running;
-
-    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(s);
-}
-
-static int
-on_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct smtp *s = userp;
-
-    (void)multi;
-    if (timeout_ms < 0)
-        uv_timer_stop(&s->timer);
-    else
-        uv_timer_start(&s->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
 }
 
 /* Options both transports set on a new easy handle. */
@@ -931,7 +837,7 @@ xfer_start(struct smtp *s, struct xfer *x)
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 0L);
-    if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
+    if (curl_multi_add_handle(s->cu.multi, e) != CURLM_OK) {
         easy_put(s, e);
         return GW_ESTATE;
     }
@@ -949,7 +855,7 @@ xfer_start(struct smtp *s, struct xfer *x)
 static void
 xfer_detach(struct smtp *s, struct xfer *x)
 {
-    curl_multi_remove_handle(s->multi, x->easy);
+    curl_multi_remove_handle(s->cu.multi, x->easy);
     easy_put(s, x->easy);
     x->easy = NULL;
     list_unlink(&s->running, x);
@@ -1014,7 +920,7 @@ on_sess_closed(uv_handle_t *h)
     if (--ss->closes > 0)
         return;
     /* Both handles are closed: now libcurl may close the socket. */
-    curl_multi_remove_handle(s->multi, ss->easy);
+    curl_multi_remove_handle(s->cu.multi, ss->easy);
     curl_easy_cleanup(ss->easy);
     buf_free(&ss->out);
     buf_free(&ss->more);
@@ -1495,7 +1401,7 @@ sess_new(struct smtp *s, struct xfer *x)
     SET(CURLOPT_SERVER_RESPONSE_TIMEOUT,
         s->connect_timeout_ms / 1000 > 0 ? s->connect_timeout_ms / 1000 : 1L);
 #undef SET
-    if (rc != CURLE_OK || curl_multi_add_handle(s->multi, ss->easy) !=
+    if (rc != CURLE_OK || curl_multi_add_handle(s->cu.multi, ss->easy) !=
                               CURLM_OK) {
         log_error(&s->ch->log, "libcurl: %s", curl_easy_strerror(rc));
         curl_easy_cleanup(ss->easy);
@@ -1569,7 +1475,7 @@ check_done(struct smtp *s)
     CURLMsg *msg;
     int left;
 
-    while (s->multi && (msg = curl_multi_info_read(s->multi, &left))) {
+    while (s->cu.multi && (msg = curl_multi_info_read(s->cu.multi, &left))) {
         CURLcode res = msg->data.result;
         char *priv;
 
@@ -1731,11 +1637,10 @@ teardown(struct smtp *s)
         while (s->npool)
             curl_easy_cleanup(s->pool[--s->npool]);
         /* Sends QUIT on libcurl's idle connections and closes them. */
-        curl_multi_cleanup(s->multi);
-        s->multi = NULL;
-        while (s->socks)
-            sock_close(s, s->socks);
-        uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+        curl_multi_cleanup(s->cu.multi);
+        s->cu.multi = NULL;
+        curl_uv_close_socks(&s->cu);
+        uv_close((uv_handle_t *)&s->cu.timer, on_timer_closed);
         uv_close((uv_handle_t *)&s->later, on_timer_closed);
         uv_close((uv_handle_t *)&s->pause, on_timer_closed);
         return;
@@ -1931,24 +1836,20 @@ smtp_open(struct channel *ch, const struct conf_provider *conf)
         rc = bad_conf(ch, "curl_global_init failed");
         goto fail;
     }
-    if ((s->multi = curl_multi_init()) == NULL) {
+    if (curl_uv_init(&s->cu, ch->loop, s, cu_progress, cu_opened,
+                     cu_closed) < 0) {
         curl_global_cleanup();
         rc = -ENOMEM;
         goto fail;
     }
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
-    curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+    curl_multi_setopt(s->cu.multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                       (long)s->max_conns);
-    curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+    curl_multi_setopt(s->cu.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                       (long)s->max_conns);
-    curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)s->max_conns);
-    uv_timer_init(ch->loop, &s->timer);
+    curl_multi_setopt(s->cu.multi, CURLMOPT_MAXCONNECTS, (long)s->max_conns);
     uv_timer_init(ch->loop, &s->later);
     uv_timer_init(ch->loop, &s->pause);
-    s->timer.data = s->later.data = s->pause.data = s;
+    s->cu.timer.data = s->later.data = s->pause.data = s;
     s->nhandles = 3;
     ch->priv = s;
     log_info(&ch->log, "provider %s: %s, tls %s, %s transport, %u "
