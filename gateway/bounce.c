@@ -20,7 +20,6 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,16 +195,12 @@ int
 bounce_hook(struct gw *g, const struct ch_http_req *rq,
             ch_http_reply_fn *reply, void *arg)
 {
-    const char *want = g->conf->bounce_secret, *auth;
     json_t *body, *items;
     struct hook *h;
     size_t i, n;
     json_t *it;
 
-    auth = rq->header(rq, "authorization");
-    if (!want || !*want || !auth || strncmp(auth, "Bearer ", 7) != 0 ||
-        strlen(auth + 7) != strlen(want) ||
-        CRYPTO_memcmp(auth + 7, want, strlen(want)) != 0) {
+    if (!bearer_ok(rq, g->conf->bounce_secret)) {
         hook_error(reply, arg, 401, "a valid bearer secret is required");
         return 0;
     }

@@ -239,6 +239,7 @@ void inbound_cb(struct channel *ch, const struct inbound *in, void *arg);
 const char *mo_keyword(const char *text);
 
 /* api.c: the admin API; answers through reply exactly once */
+int bearer_ok(const struct ch_http_req *rq, const char *want);
 int api_handle(struct gw *g, const struct ch_http_req *rq, const char *query,
                ch_http_reply_fn *reply, void *arg);
 
