@@ -138,6 +138,25 @@ class RssSampler(threading.Thread):
         return self.max_kb
 
 
+def redis_cpu(r):
+    """redis-server's own CPU seconds (user + sys) from INFO cpu."""
+    c = r.info("cpu")
+    return c["used_cpu_user"] + c["used_cpu_sys"]
+
+
+def redis_profile(r, before=None):
+    """INFO commandstats as {command: (calls, usec)}; with before, the
+    difference, heaviest first (where Redis spends its time per case)."""
+    now = {k[len("cmdstat_"):]: (v["calls"], v["usec"])
+           for k, v in r.info("commandstats").items()}
+    if before is None:
+        return now
+    d = {k: (c - before.get(k, (0, 0))[0], u - before.get(k, (0, 0))[1])
+         for k, (c, u) in now.items()}
+    return dict(sorted(((k, v) for k, v in d.items() if v[0]),
+                       key=lambda kv: -kv[1][1]))
+
+
 def wait_for(pred, timeout, what, interval=0.05):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -355,7 +374,8 @@ def run_intake(n, aof=False):
                  "gatewayd healthy")
         rss = RssSampler(gw.proc.pid)
         rss.start()
-        cpu0 = cpu_s(gw.proc.pid)
+        cpu0, rcpu0 = cpu_s(gw.proc.pid), redis_cpu(r)
+        prof0 = redis_profile(r)
         first = last = None
         seen = 0
         end = time.monotonic() + 60 + n / 2000
@@ -370,6 +390,8 @@ def run_intake(n, aof=False):
             seen = d
             time.sleep(0.1)
         cpu = cpu_s(gw.proc.pid) - cpu0
+        rcpu = redis_cpu(r) - rcpu0
+        prof = redis_profile(r, prof0)
         hwm = status_kb(gw.proc.pid, "VmHWM") // 1024
         peak = _stop_sampler(rss)
         c = msg_counts(gw, "email")
@@ -381,6 +403,11 @@ def run_intake(n, aof=False):
         "n": n, "first_to_last_s": round(last - first, 2),
         "preload_s": round(load, 2), "counts": c,
         "sampled_peak_rss_mb": peak,
+        "redis_cpu_per_1000": round(rcpu * 1000 / n, 4),
+        "redis_commands": {k: {"calls": c_, "usec_per_call":
+                               round(u / c_, 1), "usec_per_job":
+                               round(u / n, 2)}
+                           for k, (c_, u) in list(prof.items())[:8]},
         "cpu_per_1000": cpu * 1000 / n, "peak_rss_mb": hwm}
 
 

@@ -203,8 +203,13 @@ def main():
                         for k, v in res["figures"].items()) +
                         ("; gw CPU %.3f s/1000, peak RSS %s MB" % (
                             res["cpu_per_1000"], res.get("peak_rss_mb"))
-                         if res.get("cpu_per_1000") is not None else ""),
-                        flush=True)
+                         if res.get("cpu_per_1000") is not None else "") +
+                        ("; redis CPU %.3f s/1000" % res["redis_cpu_per_1000"]
+                         if res.get("redis_cpu_per_1000") is not None
+                         else ""), flush=True)
+                    for k, v in (res.get("redis_commands") or {}).items():
+                        print("     redis %-10s %7.1f us/call %6.2f us/msg"
+                              % (k, v["usec_per_call"], v["usec_per_job"]))
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: everything started has been stopped",

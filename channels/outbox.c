@@ -4,7 +4,8 @@
  * It is the demo's channel and the dry-run mode for real campaigns. Files
  * are written under a temporary name and renamed, so a reader never sees
  * half a message, and a resend after a crash replaces the file instead of
- * adding a second one. File I/O runs on libuv's pool, off the loop.
+ * adding a second one. The JSON and the file I/O run on libuv's pool, off
+ * the loop, in batches of what queued up while the last batch was written.
  */
 #include "channel.h"
 
@@ -20,35 +21,48 @@
 #include <time.h>
 #include <unistd.h>
 
+struct write_req;
+
 struct outbox {
     struct channel      *ch;
     char                *dir;
     int                  fsync;
-    unsigned             inflight;
+    unsigned             inflight;  /* queued or being written */
+    unsigned             working;   /* batches on the pool */
     int                  closing;
     struct channel_stats st;
-    uint64_t             seq;   /* makes temporary names unique */
+    uint64_t             seq;       /* makes temporary names unique */
+    struct write_req    *head, *tail;   /* waiting for a batch */
+    unsigned             waiting;
 };
 
+/* One message. The worker only reads the message (borrowed until the
+ * done callback) and fills path/err/step. */
 struct write_req {
-    uv_fs_t          fs;
-    struct outbox   *ob;
-    struct message  *m;
-    channel_done_cb *cb;
-    void            *arg;
-    uv_file          fd;
-    struct buf       body;
-    char            *path, *tmp;
-    int              err;       /* first error, as -errno */
-    const char      *step;
+    struct write_req *next;
+    struct message   *m;
+    channel_done_cb  *cb;
+    void             *arg;
+    char             *path;
+    int               err;      /* first error, as -errno */
+    const char       *step;
 };
 
-static void step_write(uv_fs_t *fs);
-static void step_sync(uv_fs_t *fs);
-static void step_close(uv_fs_t *fs);
-static void step_rename(uv_fs_t *fs);
-static void step_renamed(uv_fs_t *fs);
-static void step_done(struct write_req *w);
+/* Messages written by one pool task: a handoff to the pool and back costs
+ * more than writing a small file on tmpfs, so it is paid once per batch. */
+struct batch {
+    uv_work_t         work;
+    struct outbox    *ob;
+    struct write_req *list;
+    uint64_t          seq;
+};
+
+enum {
+    BATCH_MAX   = 256,  /* messages per pool task */
+    WORKING_MAX = 2,    /* pool tasks at once: leaves threads to others */
+};
+
+static void kick(struct outbox *ob);
 
 static int
 mkdir_p(const char *path)
@@ -193,178 +207,97 @@ render_json(struct buf *b, const struct message *m)
     return rc;
 }
 
+/* Worker: the file for one message, synchronously. */
 static void
-write_req_free(struct write_req *w)
+write_one(struct outbox *ob, struct write_req *w, const char *tmp)
 {
-    buf_free(&w->body);
-    free(w->path);
-    free(w->tmp);
-    free(w);
-}
+    struct buf name, body;
+    int fd = -1, rc;
 
-static int
-outbox_send(struct channel *ch, struct message *m, channel_done_cb *cb,
-            void *arg)
-{
-    struct outbox *ob = ch->priv;
-    struct write_req *w;
-    struct buf name;
-    int rc;
-
-    if (ob->closing)
-        return GW_ESTATE;
-    if ((w = calloc(1, sizeof *w)) == NULL)
-        return -ENOMEM;
-    w->ob = ob;
-    w->m = m;
-    w->cb = cb;
-    w->arg = arg;
-    w->fd = -1;
-    buf_init(&w->body, 16u << 20);
     buf_init(&name, 8192);
+    buf_init(&body, 16u << 20);
+    w->step = "render";
     if ((rc = buf_printf(&name, "%s/%s/", ob->dir,
-                         gw_channel_name(m->channel))) < 0 ||
-        (rc = file_name(&name, m->key)) < 0 ||
+                         gw_channel_name(w->m->channel))) < 0 ||
+        (rc = file_name(&name, w->m->key)) < 0 ||
         (rc = buf_puts(&name, ".json")) < 0 ||
-        (rc = render_json(&w->body, m)) < 0)
-        goto fail;
+        (rc = render_json(&body, w->m)) < 0)
+        goto out;
     w->path = buf_steal(&name, NULL);
-    if (asprintf(&w->tmp, "%s/%s/.tmp-%ld-%llu", ob->dir,
-                 gw_channel_name(m->channel), (long)getpid(),
-                 (unsigned long long)ob->seq++) < 0) {
-        w->tmp = NULL;
-        rc = -ENOMEM;
-        goto fail;
-    }
-    w->fs.data = w;
     w->step = "open";
-    rc = uv_fs_open(ch->loop, &w->fs, w->tmp, O_WRONLY | O_CREAT | O_EXCL |
-                    O_CLOEXEC, 0644, step_write);
-    if (rc < 0)
-        goto fail;
-    ob->inflight++;
-    return 0;
-fail:
-    buf_free(&name);
-    write_req_free(w);
-    return rc;
-}
-
-static void
-step_write(uv_fs_t *fs)
-{
-    struct write_req *w = fs->data;
-    uv_buf_t b;
-    int rc;
-
-    if (fs->result < 0) {
-        w->err = (int)fs->result;
-        uv_fs_req_cleanup(fs);
-        step_done(w);
-        return;
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0) {
+        rc = -errno;
+        goto out;
     }
-    w->fd = (uv_file)fs->result;
-    uv_fs_req_cleanup(fs);
-    b = uv_buf_init(w->body.data, (unsigned)w->body.len);
     w->step = "write";
-    /* One write: libuv loops over short writes for regular files. */
-    if ((rc = uv_fs_write(w->ob->ch->loop, fs, w->fd, &b, 1, 0,
-                          step_sync)) < 0) {
-        w->err = rc;
-        step_close(fs);
-    }
-}
-
-static void
-step_sync(uv_fs_t *fs)
-{
-    struct write_req *w = fs->data;
-    int rc;
-
-    if (fs->result < 0 && !w->err)
-        w->err = (int)fs->result;
-    else if (fs->result >= 0 && (size_t)fs->result != w->body.len)
-        w->err = -EIO;
-    uv_fs_req_cleanup(fs);
-    if (w->err || !w->ob->fsync) {
-        step_close(fs);
-        return;
+    for (size_t off = 0; off < body.len; ) {
+        ssize_t n = write(fd, body.data + off, body.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : -EIO;
+            goto out;
+        }
+        off += (size_t)n;
     }
     w->step = "fsync";
-    if ((rc = uv_fs_fsync(w->ob->ch->loop, fs, w->fd, step_close)) < 0) {
-        w->err = rc;
-        step_close(fs);
+    if (ob->fsync && fsync(fd) < 0) {
+        rc = -errno;
+        goto out;
     }
-}
-
-static void
-step_close(uv_fs_t *fs)
-{
-    struct write_req *w = fs->data;
-    int rc;
-
-    if (fs->fs_type == UV_FS_FSYNC) {
-        if (fs->result < 0 && !w->err)
-            w->err = (int)fs->result;
-        uv_fs_req_cleanup(fs);
-    }
-    w->step = w->err ? w->step : "close";
-    rc = uv_fs_close(w->ob->ch->loop, fs, w->fd, step_rename);
-    w->fd = -1;
-    if (rc < 0) {
-        if (!w->err)
-            w->err = rc;
-        step_done(w);
-    }
-}
-
-static void
-step_rename(uv_fs_t *fs)
-{
-    struct write_req *w = fs->data;
-    int rc;
-
-    if (fs->result < 0 && !w->err)
-        w->err = (int)fs->result;
-    uv_fs_req_cleanup(fs);
-    if (w->err) {
-        unlink(w->tmp);     /* best effort: the file is incomplete */
-        step_done(w);
-        return;
-    }
+    w->step = "close";
+    rc = close(fd) < 0 ? -errno : 0;
+    fd = -1;
+    if (rc < 0)
+        goto out;
     w->step = "rename";
-    if ((rc = uv_fs_rename(w->ob->ch->loop, fs, w->tmp, w->path,
-                           step_renamed)) < 0) {
-        w->err = rc;
-        unlink(w->tmp);
-        step_done(w);
+    if (rename(tmp, w->path) < 0)
+        rc = -errno;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc < 0 && w->path)
+        unlink(tmp);    /* best effort: the file is incomplete */
+    w->err = rc;
+    buf_free(&name);
+    buf_free(&body);
+}
+
+static void
+batch_work(uv_work_t *work)
+{
+    struct batch *b = work->data;
+    char tmp[4200];
+    unsigned i = 0;
+
+    for (struct write_req *w = b->list; w; w = w->next, i++) {
+        snprintf(tmp, sizeof tmp, "%s/%s/.tmp-%ld-%llu-%u", b->ob->dir,
+                 gw_channel_name(w->m->channel), (long)getpid(),
+                 (unsigned long long)b->seq, i);
+        write_one(b->ob, w, tmp);
     }
 }
 
 static void
-step_renamed(uv_fs_t *fs)
+outbox_free(struct outbox *ob)
 {
-    struct write_req *w = fs->data;
+    struct channel *ch = ob->ch;
 
-    if (fs->result < 0) {
-        w->err = (int)fs->result;
-        unlink(w->tmp);
-    }
-    uv_fs_req_cleanup(fs);
-    step_done(w);
+    free(ob->dir);
+    free(ob);
+    channel_closed(ch);
 }
 
 static void
-step_done(struct write_req *w)
+req_done(struct outbox *ob, struct write_req *w)
 {
-    struct outbox *ob = w->ob;
     struct send_outcome o = { .result = SEND_OK, .final = 1 };
     char reply[512];
 
     if (w->err) {
         /* Disk full, permissions: an operator can fix it; retry later. */
-        snprintf(reply, sizeof reply, "outbox %s %s: %s", w->step, w->path,
-                 uv_strerror(w->err));
+        snprintf(reply, sizeof reply, "outbox %s %s: %s", w->step,
+                 w->path ? w->path : w->m->key, uv_strerror(w->err));
         o.result = SEND_TEMPFAIL;
         o.final = 0;
         o.reply = reply;
@@ -375,13 +308,92 @@ step_done(struct write_req *w)
     }
     ob->inflight--;
     w->cb(w->m, &o, w->arg);
-    write_req_free(w);
-    if (ob->closing && ob->inflight == 0) {
-        struct channel *ch = ob->ch;
-        free(ob->dir);
-        free(ob);
-        channel_closed(ch);
+    free(w->path);
+    free(w);
+}
+
+static void
+batch_done(uv_work_t *work, int status)
+{
+    struct batch *b = work->data;
+    struct outbox *ob = b->ob;
+    struct write_req *w, *next;
+
+    for (w = b->list; w; w = next) {
+        next = w->next;
+        if (status == UV_ECANCELED && !w->err) {
+            w->err = UV_ECANCELED;
+            w->step = "queue";
+        }
+        req_done(ob, w);
     }
+    free(b);
+    ob->working--;
+    if (ob->closing && ob->inflight == 0)
+        outbox_free(ob);
+    else
+        kick(ob);
+}
+
+/* Hand waiting messages to the pool, up to WORKING_MAX batches. */
+static void
+kick(struct outbox *ob)
+{
+    while (ob->head && ob->working < WORKING_MAX) {
+        struct batch *b = calloc(1, sizeof *b);
+        struct write_req **tailp;
+        unsigned n = 0;
+        int rc;
+
+        if (!b)
+            return;     /* retried when the next batch finishes or send */
+        b->ob = ob;
+        b->seq = ob->seq++;
+        b->work.data = b;
+        b->list = ob->head;
+        for (tailp = &b->list; *tailp && n < BATCH_MAX; n++)
+            tailp = &(*tailp)->next;
+        ob->head = *tailp;
+        *tailp = NULL;
+        if (!ob->head)
+            ob->tail = NULL;
+        ob->waiting -= n;
+        ob->working++;
+        if ((rc = uv_queue_work(ob->ch->loop, &b->work, batch_work,
+                                batch_done)) < 0) {
+            for (struct write_req *w = b->list; w; w = w->next) {
+                w->err = rc;
+                w->step = "queue";
+            }
+            batch_done(&b->work, 0);
+            return;
+        }
+    }
+}
+
+static int
+outbox_send(struct channel *ch, struct message *m, channel_done_cb *cb,
+            void *arg)
+{
+    struct outbox *ob = ch->priv;
+    struct write_req *w;
+
+    if (ob->closing)
+        return GW_ESTATE;
+    if ((w = calloc(1, sizeof *w)) == NULL)
+        return -ENOMEM;
+    w->m = m;
+    w->cb = cb;
+    w->arg = arg;
+    if (ob->tail)
+        ob->tail->next = w;
+    else
+        ob->head = w;
+    ob->tail = w;
+    ob->waiting++;
+    ob->inflight++;
+    kick(ob);
+    return 0;
 }
 
 static void
@@ -390,11 +402,8 @@ outbox_close(struct channel *ch)
     struct outbox *ob = ch->priv;
 
     ob->closing = 1;
-    if (ob->inflight == 0) {
-        free(ob->dir);
-        free(ob);
-        channel_closed(ch);
-    }
+    if (ob->inflight == 0)
+        outbox_free(ob);
 }
 
 static void

@@ -104,8 +104,12 @@ struct ops {
     struct gw   *g;
     const struct gw_script *script;
     int          numkeys;
-    GPtrArray   *args;          /* owned char* (keys, then arguments) */
-    GArray      *lens;
+    /* keys, then arguments: NUL-terminated, back to back in buf; their
+     * offsets and lengths (a batch has thousands: no malloc per arg) */
+    char        *buf;
+    size_t       len, cap;
+    size_t      *off, *lens;
+    size_t       nargs, capargs;
     void       (*done)(struct ops *o, redisReply *r);
     void        *arg;
     struct ops  *next;

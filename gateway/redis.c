@@ -30,11 +30,14 @@ struct req {
     void            *arg;
     uint64_t         deadline;
     struct req      *prev, *next;
-    /* EVALSHA requests keep their arguments for the EVAL fallback. */
+    /* EVALSHA requests keep their arguments for the EVAL fallback, in
+     * one block (argv, argvlen, then the strings); argv[0..1] point at the
+     * script's sha or source, argv[2] at nk. */
     const struct gw_script *script;
     int              argc;
-    char           **argv;
+    const char     **argv;
     size_t          *argvlen;
+    char             nk[16];
     int              internal;  /* handshake command, not the user's */
 };
 
@@ -101,12 +104,7 @@ req_free(struct req *q)
 {
     if (!q)
         return;
-    if (q->argv) {
-        for (int i = 0; i < q->argc; i++)
-            free(q->argv[i]);
-        free(q->argv);
-        free(q->argvlen);
-    }
+    free(q->argv);
     free(q);
 }
 
@@ -200,16 +198,12 @@ on_reply(redisAsyncContext *ac, void *reply, void *priv)
         /* Script cache flushed (or a new server): send the source once. */
         const struct gw_script *s = q->script;
         q->script = NULL;
-        free(q->argv[0]);
-        free(q->argv[1]);
-        q->argv[0] = strdup("EVAL");
+        q->argv[0] = "EVAL";
         q->argvlen[0] = 4;
-        q->argv[1] = strdup(s->src);
+        q->argv[1] = s->src;
         q->argvlen[1] = strlen(s->src);
-        if (q->argv[0] && q->argv[1] &&
-            redisAsyncCommandArgv(r->ac, on_reply, q, q->argc,
-                                  (const char **)q->argv, q->argvlen) ==
-                REDIS_OK) {
+        if (redisAsyncCommandArgv(r->ac, on_reply, q, q->argc, q->argv,
+                                  q->argvlen) == REDIS_OK) {
             q->deadline = uv_now(r->loop) + r->timeout_ms;
             link_req(r, q);
             return;
@@ -469,46 +463,47 @@ gw_redis_eval(struct gw_redis *r, const struct gw_script *s, gw_redis_cb *cb,
               const size_t *argvlen)
 {
     struct req *q;
-    char nk[16];
     int n = argc + 3, rc;
+    size_t total = 0;
+    char *p;
 
     if (r->state != R_UP)
         return GW_ENOCONN;
+    for (int i = 0; i < argc; i++)
+        total += (argvlen ? argvlen[i] : strlen(argv[i])) + 1;
     if ((q = calloc(1, sizeof *q)) == NULL)
         return -ENOMEM;
+    /* One allocation for the copy: a batch carries thousands of args. */
+    q->argv = malloc((size_t)n * (sizeof *q->argv + sizeof *q->argvlen) +
+                     total);
+    if (!q->argv) {
+        free(q);
+        return -ENOMEM;
+    }
+    q->argvlen = (size_t *)(void *)(q->argv + n);
+    p = (char *)(q->argvlen + n);
     q->cb = cb;
     q->arg = arg;
     q->script = s;
     q->argc = n;
-    q->argv = calloc((size_t)n, sizeof *q->argv);
-    q->argvlen = calloc((size_t)n, sizeof *q->argvlen);
-    if (!q->argv || !q->argvlen)
-        goto nomem;
-    snprintf(nk, sizeof nk, "%d", numkeys);
-    q->argv[0] = strdup("EVALSHA");
-    q->argv[1] = strdup(s->sha);
-    q->argv[2] = strdup(nk);
+    snprintf(q->nk, sizeof q->nk, "%d", numkeys);
+    q->argv[0] = "EVALSHA";
+    q->argv[1] = s->sha;
+    q->argv[2] = q->nk;
     q->argvlen[0] = 7;
     q->argvlen[1] = 40;
-    q->argvlen[2] = strlen(nk);
-    for (int i = 0; i < 3; i++)
-        if (!q->argv[i])
-            goto nomem;
+    q->argvlen[2] = strlen(q->nk);
     for (int i = 0; i < argc; i++) {
         size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
-        if ((q->argv[i + 3] = malloc(len + 1)) == NULL)
-            goto nomem;
-        memcpy(q->argv[i + 3], argv[i], len);
-        q->argv[i + 3][len] = 0;
+        memcpy(p, argv[i], len);
+        p[len] = 0;
+        q->argv[i + 3] = p;
         q->argvlen[i + 3] = len;
+        p += len + 1;
     }
-    if ((rc = send_argv(r, q, n, (const char **)q->argv, q->argvlen, 0)) < 0)
+    if ((rc = send_argv(r, q, n, q->argv, q->argvlen, 0)) < 0)
         req_free(q);
     return rc;
-nomem:
-    q->argc = n;
-    req_free(q);
-    return -ENOMEM;
 }
 
 void

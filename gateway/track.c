@@ -35,31 +35,45 @@ static const char prelude[] =
 "end\n"
 /* The one setter: checks the transition, writes state and event, keeps
  * the campaign's per-state counts, and starts the TTL on a final state.
+ * cur is the entry as load() read it (the caller may have it already);
+ * extra is field, value, ... written with the state and seen by the event.
  * Returns the old state, or false when the move is not allowed. */
-"local function setstate(mk, ev, ck, new, reason, extra)\n"
-"  local old = redis.call('HGET', mk, 'state') or ''\n"
+"local FIELDS = {'state', 'key', 'campaign', 'customer', 'channel',\n"
+"  'provider', 'provider_id', 'attempts', 'cost', 'template'}\n"
+"local function load(mk)\n"
+"  local m, v = redis.call('HMGET', mk, unpack(FIELDS)), {}\n"
+"  for i = 1, #FIELDS do v[FIELDS[i]] = m[i] or '' end\n"
+"  return v\n"
+"end\n"
+"local function setstate(mk, ev, ck, new, reason, extra, cur)\n"
+"  local m = cur or load(mk)\n"
+"  local old = m.state\n"
 "  if not (ALLOWED[old] and ALLOWED[old][new]) then return false end\n"
 "  local f = {'state', new, 'updated', NOW}\n"
 "  if reason and reason ~= '' then f[#f+1] = 'reason'; f[#f+1] = reason end\n"
-"  if extra then for i = 1, #extra do f[#f+1] = extra[i] end end\n"
+"  if extra then\n"
+"    for i = 1, #extra, 2 do\n"
+"      f[#f+1] = extra[i]; f[#f+1] = extra[i + 1]\n"
+"      m[extra[i]] = extra[i + 1]\n"
+"    end\n"
+"  end\n"
 "  redis.call('HSET', mk, unpack(f))\n"
-"  local m = redis.call('HMGET', mk, 'key', 'campaign', 'customer',\n"
-"    'channel', 'provider', 'provider_id', 'attempts', 'cost', 'template')\n"
-"  event(ev, {'type', 'state', 'msg', m[1] or '', 'campaign', m[2] or '',\n"
-"    'customer', m[3] or '', 'channel', m[4] or '', 'provider', m[5] or '',\n"
-"    'provider_id', m[6] or '', 'from', old, 'to', new,\n"
-"    'reason', reason or '', 'attempt', m[7] or '0', 'cost', m[8] or '0',\n"
-"    'time', NOW})\n"
-"  if TOUCH[new] and m[3] and m[3] ~= '' and old ~= new then\n"
+"  m.state = new\n"
+"  event(ev, {'type', 'state', 'msg', m.key, 'campaign', m.campaign,\n"
+"    'customer', m.customer, 'channel', m.channel, 'provider', m.provider,\n"
+"    'provider_id', m.provider_id, 'from', old, 'to', new,\n"
+"    'reason', reason or '', 'attempt', m.attempts == '' and '0' or\n"
+"    m.attempts, 'cost', m.cost == '' and '0' or m.cost, 'time', NOW})\n"
+"  if TOUCH[new] and m.customer ~= '' and old ~= new then\n"
 "    local ty = 'outcome'\n"
 "    if old == 'sending' and (new == 'accepted' or new == 'delivered') then\n"
 "      ty = 'send'\n"
 "    end\n"
-"    redis.call('XADD', PFX .. 'touch:' .. m[3], 'MAXLEN', '~', TOUCHMAX,\n"
-"      '*', 'type', ty, 'state', new, 'channel', m[4] or '', 'msg',\n"
-"      m[1] or '', 'campaign', m[2] or '', 'template', m[9] or '',\n"
-"      'provider', m[5] or '', 'cost', m[8] or '0', 'reason', reason or '',\n"
-"      'time', NOW)\n"
+"    redis.call('XADD', PFX .. 'touch:' .. m.customer, 'MAXLEN', '~',\n"
+"      TOUCHMAX, '*', 'type', ty, 'state', new, 'channel', m.channel,\n"
+"      'msg', m.key, 'campaign', m.campaign, 'template', m.template,\n"
+"      'provider', m.provider, 'cost', m.cost == '' and '0' or m.cost,\n"
+"      'reason', reason or '', 'time', NOW)\n"
 "  end\n"
 "  if ck and old == 'sending' and (new == 'accepted' or new == 'delivered')\n"
 "      then redis.call('HINCRBY', ck, 'sent', 1) end\n"
@@ -69,6 +83,12 @@ static const char prelude[] =
 "  end\n"
 "  if FINAL[new] then redis.call('PEXPIRE', mk, TTL) end\n"
 "  return old\n"
+"end\n"
+/* XDEL of the ids a batch acked, in slices (unpack has a stack limit). */
+"local function xdel_all(s, ids)\n"
+"  for i = 1, #ids, 500 do\n"
+"    redis.call('XDEL', s, unpack(ids, i, math.min(i + 499, #ids)))\n"
+"  end\n"
 "end\n"
 /* A receipt for one part of an accepted message. The message moves to its
  * final state when every part has one: delivered if all were, else failed
@@ -162,7 +182,7 @@ static const char expand_body[] =
  * payload) per item. The ledger makes a repeated job id a no-op. */
 static const char enqueue_body[] =
 "local jobs, ev, grp, n = KEYS[1], KEYS[2], ARGV[4], tonumber(ARGV[5])\n"
-"local res, a = {}, 6\n"
+"local res, a, acked = {}, 6, {}\n"
 "for i = 1, n do\n"
 "  local mk, q = KEYS[1 + 2 * i], KEYS[2 + 2 * i]\n"
 "  res[i] = 0\n"
@@ -173,10 +193,11 @@ static const char enqueue_body[] =
 "      redis.call('XADD', q, '*', 'm', ARGV[a + 5])\n"
 "      res[i] = 1\n"
 "    end\n"
-"    redis.call('XDEL', jobs, ARGV[a])\n"
+"    acked[#acked + 1] = ARGV[a]\n"
 "  end\n"
 "  a = a + 6\n"
 "end\n"
+"xdel_all(jobs, acked)\n"
 "return res\n";
 
 /* KEYS: source stream, dead, events. ARGV[4..]: group, n, then (id, class,
@@ -295,12 +316,13 @@ static const char begin_body[] =
 "  if ARGV[a] == '1' then ck = KEYS[4 * i - 1] end\n"
 "  local exp = tonumber(ARGV[a + 1])\n"
 "  local addr, cust, system = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]\n"
-"  local st = redis.call('HGET', mk, 'state')\n"
+"  local cur = load(mk)\n"
+"  local st = cur.state\n"
 "  local cst = ck and redis.call('HGET', ck, 'state')\n"
-"  if not st then res[i] = 'missing'\n"
+"  if st == '' then res[i] = 'missing'\n"
 "  elseif FINAL[st] then res[i] = 'final:' .. st\n"
 "  elseif cst == 'cancelled' then\n"
-"    setstate(mk, ev, ck, 'cancelled', 'campaign cancelled', nil)\n"
+"    setstate(mk, ev, ck, 'cancelled', 'campaign cancelled', nil, cur)\n"
 "    res[i] = 'skip:cancelled'\n"
 "  elseif cst == 'paused' then res[i] = 'paused'\n"
 "  elseif st ~= 'sending' and system ~= '1' and\n"
@@ -308,34 +330,38 @@ static const char begin_body[] =
 "       (cust ~= '' and redis.call('SISMEMBER', sup_cust, cust) == 1) or\n"
 "       (ARGV[a + 13] ~= '' and redis.call('SISMEMBER', PFX .. 'unsub:' ..\n"
 "          ARGV[a + 13], cust ~= '' and cust or addr) == 1)) then\n"
-"    setstate(mk, ev, ck, 'suppressed', 'opted out', nil)\n"
+"    setstate(mk, ev, ck, 'suppressed', 'opted out', nil, cur)\n"
 "    res[i] = 'skip:suppressed'\n"
 "  elseif exp > 0 and tonumber(NOW) > exp then\n"
-"    setstate(mk, ev, ck, 'expired', 'deadline passed before sending', nil)\n"
+"    setstate(mk, ev, ck, 'expired', 'deadline passed before sending', nil,\n"
+"      cur)\n"
 "    res[i] = 'skip:expired'\n"
 "  elseif st ~= 'sending' and ck and tonumber(ARGV[a + 11]) > 0 and\n"
 "      tonumber(redis.call('HGET', ck, 'committed') or '0') +\n"
 "      tonumber(ARGV[a + 10]) > tonumber(ARGV[a + 11]) + 1e-9 then\n"
 "    setstate(mk, ev, ck, 'capped', 'budget: the campaign reached its '\n"
-"      .. 'budget of ' .. ARGV[a + 11], nil)\n"
+"      .. 'budget of ' .. ARGV[a + 11], nil, cur)\n"
 "    res[i] = 'skip:capped'\n"
 "  elseif st ~= 'sending' and system ~= '1' and\n"
 "      capped(cust, ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]) then\n"
-"    setstate(mk, ev, ck, 'capped', CAPPED, nil)\n"
+"    setstate(mk, ev, ck, 'capped', CAPPED, nil, cur)\n"
 "    res[i] = 'skip:capped'\n"
 "  elseif st == 'sending' and ARGV[a + 2] ~= '1' then\n"
 "    setstate(mk, ev, ck, 'failed',\n"
-"      'in doubt after a restart; held (in_doubt = hold)', nil)\n"
+"      'in doubt after a restart; held (in_doubt = hold)', nil, cur)\n"
 "    res[i] = 'skip:failed'\n"
 "  else\n"
 "    if ck and tonumber(ARGV[a + 11]) > 0 and st ~= 'sending' then\n"
 "      redis.call('HINCRBYFLOAT', ck, 'committed', ARGV[a + 10])\n"
 "    end\n"
-"    local att = redis.call('HINCRBY', mk, 'attempts', 1)\n"
+"    local att = (tonumber(cur.attempts) or 0) + 1\n"
 "    local r = ''\n"
 "    if st == 'sending' then r = 'in doubt after a restart; sending again' end\n"
-"    if ARGV[a + 12] ~= '' then redis.call('HSET', mk, 'template', ARGV[a + 12]) end\n"
-"    setstate(mk, ev, ck, 'sending', r, nil)\n"
+"    local extra = {'attempts', tostring(att)}\n"
+"    if ARGV[a + 12] ~= '' then\n"
+"      extra[3] = 'template'; extra[4] = ARGV[a + 12]\n"
+"    end\n"
+"    setstate(mk, ev, ck, 'sending', r, extra, cur)\n"
 "    res[i] = 'go:' .. st .. ':' .. att\n"
 "  end\n"
 "  a = a + 14\n"
@@ -356,16 +382,18 @@ static const char begin_body[] =
 static const char finish_body[] =
 "local ev, q, delayed, grp, n = KEYS[1], KEYS[2], KEYS[3], ARGV[4],\n"
 "  tonumber(ARGV[5])\n"
-"local a = 6\n"
+"local a, acked = 6, {}\n"
 "for i = 1, n do\n"
 "  local mk, ck, pk = KEYS[1 + 3 * i], nil, KEYS[3 + 3 * i]\n"
 "  if ARGV[a + 1] == '1' then ck = KEYS[2 + 3 * i] end\n"
 "  local new = ARGV[a + 2]\n"
 "  if redis.call('XACK', q, grp, ARGV[a]) == 1 then\n"
 "    if new ~= '' then\n"
-"      local extra = nil\n"
+"      local extra = {}\n"
 "      if ARGV[a + 4] ~= '' then extra = {'provider_id', ARGV[a + 4]} end\n"
-"      if ARGV[a + 12] ~= '' then redis.call('HSET', mk, 'cost', ARGV[a + 12]) end\n"
+"      if ARGV[a + 12] ~= '' then\n"
+"        extra[#extra + 1] = 'cost'; extra[#extra + 1] = ARGV[a + 12]\n"
+"      end\n"
 "      if ARGV[a + 14] ~= '' then\n"
 "        redis.call('SADD', PFX .. 'suppress:email', ARGV[a + 14])\n"
 "      end\n"
@@ -420,10 +448,11 @@ static const char finish_body[] =
 "        redis.call('XADD', q, '*', 'm', ARGV[a + 5])\n"
 "      end\n"
 "    end\n"
-"    redis.call('XDEL', q, ARGV[a])\n"
+"    acked[#acked + 1] = ARGV[a]\n"
 "  end\n"
 "  a = a + 15\n"
 "end\n"
+"xdel_all(q, acked)\n"
 "return n\n";
 
 /* KEYS: events, delayed. ARGV[4..]: provider, id, receipt state
@@ -983,8 +1012,6 @@ ops_new(struct gw *g, const struct gw_script *s,
     o->script = s;
     o->done = done;
     o->arg = arg;
-    o->args = g_ptr_array_new_with_free_func(free);
-    o->lens = g_array_new(FALSE, FALSE, sizeof(size_t));
     return o;
 }
 
@@ -998,15 +1025,35 @@ ops_key(struct ops *o, const char *k)
 void
 ops_argn(struct ops *o, const char *a, size_t len)
 {
-    char *p = malloc(len + 1);
+    if (o->nargs == o->capargs) {
+        size_t c = o->capargs ? o->capargs * 2 : 64;
+        size_t *off = realloc(o->off, c * sizeof *off);
+        size_t *lens = off ? realloc(o->lens, c * sizeof *lens) : NULL;
 
-    if (!p)
-        fatal("out of memory");
+        if (off)
+            o->off = off;
+        if (!off || !lens)
+            fatal("out of memory");
+        o->lens = lens;
+        o->capargs = c;
+    }
+    if (o->cap - o->len < len + 1) {
+        size_t c = o->cap ? o->cap : 4096;
+        char *p;
+
+        while (c - o->len < len + 1)
+            c *= 2;
+        if ((p = realloc(o->buf, c)) == NULL)
+            fatal("out of memory");
+        o->buf = p;
+        o->cap = c;
+    }
     if (len)
-        memcpy(p, a, len);
-    p[len] = 0;
-    g_ptr_array_add(o->args, p);
-    g_array_append_val(o->lens, len);
+        memcpy(o->buf + o->len, a, len);
+    o->buf[o->len + len] = 0;
+    o->off[o->nargs] = o->len;
+    o->lens[o->nargs++] = len;
+    o->len += len + 1;
 }
 
 void
@@ -1039,8 +1086,9 @@ ops_free(struct ops *o)
 {
     if (!o)
         return;
-    g_ptr_array_free(o->args, TRUE);
-    g_array_free(o->lens, TRUE);
+    free(o->buf);
+    free(o->off);
+    free(o->lens);
     free(o);
 }
 
@@ -1081,11 +1129,17 @@ on_ops_reply(struct gw_redis *r, redisReply *rep, void *arg)
 void
 ops_run(struct ops *o)
 {
+    const char **argv = malloc((o->nargs ? o->nargs : 1) * sizeof *argv);
     int rc;
 
+    if (!argv)
+        fatal("out of memory");
+    /* pointers now: buf may have moved while it grew */
+    for (size_t i = 0; i < o->nargs; i++)
+        argv[i] = o->buf + o->off[i];
     rc = gw_redis_eval(o->g->cmd, o->script, on_ops_reply, o, o->numkeys,
-                       (int)o->args->len, (const char **)o->args->pdata,
-                       (const size_t *)(void *)o->lens->data);
+                       (int)o->nargs, argv, o->lens);
+    free(argv);
     if (rc < 0)
         ops_park(o);
 }
