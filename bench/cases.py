@@ -31,10 +31,11 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from harness import Gateway, RedisServer, xadd_jobs  # noqa: E402
 
+# counts; soak: seconds (at 5,000 msg/s)
 FULL = {"email": 100000, "sms": 200000, "fax": 2000, "intake": 1000000,
-        "expansion": 1000000, "render": None}
+        "expansion": 1000000, "render": None, "soak": 600}
 QUICK = {"email": 5000, "sms": 10000, "fax": 100, "intake": 20000,
-         "expansion": 50000, "render": None}
+         "expansion": 50000, "render": None, "soak": 20}
 
 # ---- everything started, to stop it on any exit ----
 
@@ -306,7 +307,10 @@ def run_fax(n, aof=False):
              test_fax.CONN, "--seed", test_fax.SEED,
              "--dir", os.path.join(work, "faxes"), "--shuffle", "0",
              "--dup", "0", "--bad", "0", "--late", "0",
-             "--event-delay-ms", "0", "--webhook-retries", "1"],
+             "--event-delay-ms", "0", "--webhook-retries", "1",
+             # pdfinfo + pdftotext per fax cost the fake more CPU than the
+             # gateway's rendering; a sample is checked with them below
+             "--pdf-check", "light"],
             stdout=subprocess.PIPE, stderr=open(
                 os.path.join(work, "fake_fax.err"), "wb"),
             start_new_session=True))
@@ -344,10 +348,22 @@ def run_fax(n, aof=False):
                 k = (e.get("reason") or "?")[:80]
                 why[k] = why.get(k, 0) + 1
         log_tail = gw.logtext().splitlines()[-5:]
+        fdir = os.path.join(work, "faxes")
+        sample = sorted(f for f in os.listdir(fdir) if f.endswith(".pdf"))
+        checked = []
+        for f in sample[::max(1, len(sample) // 5)][:5]:
+            out = subprocess.run(["pdfinfo", os.path.join(fdir, f)],
+                                 capture_output=True, text=True, timeout=30)
+            m = re.search(r"^Pages:\s+(\d+)", out.stdout, re.M)
+            checked.append(int(m.group(1)) if m and out.returncode == 0
+                           else "invalid")
+        if not checked or any(c != 2 for c in checked):
+            raise RuntimeError("received PDFs checked with pdfinfo: %r"
+                               % checked)
     return {"figures": {
         "submitted": fig(n / took, "faxes/s", (">=", 200))},
         "n": n, "media": "upload", "provider_max_inflight": FAX_INFLIGHT,
-        "counts": c, "pages_sampled": pages,
+        "counts": c, "pages_sampled": pages, "pdfinfo_pages": checked,
         "ledger_states_sampled": states, "fake_cpu_s": round(fcpu, 2),
         "deferred_reasons": why, "gw_log_tail": log_tail,
         "cpu_per_1000": cpu * 1000 / n, "peak_rss_mb": hwm}
@@ -504,9 +520,14 @@ def run_render(n=None, aof=False):
     return {"figures": figs, "output": out + out2 + out3}
 
 
+def run_soak(seconds, aof):
+    import soak     # bench/soak.py: it imports this module
+    return soak.run_soak(seconds, aof=aof)
+
+
 CASES = {"email": run_email, "sms": run_sms, "fax": run_fax,
          "intake": run_intake, "expansion": run_expansion,
-         "render": run_render}
+         "render": run_render, "soak": run_soak}
 
 
 def run_case(case, counts, aof):

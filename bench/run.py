@@ -2,8 +2,8 @@
 """bench/run.py -- one runner for `make bench` (issue 10).
 
     /usr/bin/python3 bench/run.py [--runs 3] [--quick]
-        [--cases email,sms,fax,intake,expansion,render] [--no-aof]
-        [--intake-n N] [--expansion-n N]
+        [--cases email,sms,fax,intake,expansion,render,soak] [--no-aof]
+        [--intake-n N] [--expansion-n N] [--soak-s S] [--soak-runs R]
 
 Runs each selected case --runs times (each run with a fresh redis-server
 without persistence; email and sms again in a second pass with AOF
@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import cases  # noqa: E402
 
-ALL = ["email", "sms", "fax", "intake", "expansion", "render"]
+ALL = ["email", "sms", "fax", "intake", "expansion", "render", "soak"]
 
 
 def machine():
@@ -148,6 +148,10 @@ def main():
                     help="skip the AOF everysec pass of email and sms")
     ap.add_argument("--intake-n", type=int, default=None)
     ap.add_argument("--expansion-n", type=int, default=None)
+    ap.add_argument("--soak-s", type=int, default=None,
+                    help="soak duration in seconds (default 600)")
+    ap.add_argument("--soak-runs", type=int, default=None,
+                    help="runs of the soak (default --runs)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
     sel = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -161,6 +165,8 @@ def main():
         counts["intake"] = args.intake_n
     if args.expansion_n:
         counts["expansion"] = args.expansion_n
+    if args.soak_s:
+        counts["soak"] = args.soak_s
 
     # SIGTERM behaves like Ctrl-C: unwind, stop what was started
     signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(
@@ -181,8 +187,11 @@ def main():
             label = case + (" +aof" if aof else "")
             runs = []
             results.append((label, runs))
-            for i in range(args.runs):
-                print("== %s run %d/%d (n=%s)" % (label, i + 1, args.runs,
+            nruns = args.runs
+            if case == "soak" and args.soak_runs:
+                nruns = args.soak_runs
+            for i in range(nruns):
+                print("== %s run %d/%d (n=%s)" % (label, i + 1, nruns,
                                                   counts.get(case, "-")),
                       flush=True)
                 t0 = time.monotonic()

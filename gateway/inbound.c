@@ -99,12 +99,30 @@ notify(struct notify *n, int rc)
     }
 }
 
+/* A receipt's state change counts in gw_messages_total like the
+ * dispatcher's own. */
+static void
+on_receipt(struct ops *o, redisReply *rep)
+{
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        rep->element[1]->type == REDIS_REPLY_STRING) {
+        const char *what = rep->element[0]->str;
+        int st = strcmp(what, "retry") == 0 ? ST_DEFERRED
+                                            : msg_state_parse(what);
+        int ch = gw_channel_parse(rep->element[1]->str);
+
+        if (strcmp(what, "early") == 0)
+            log_debug(&lg, "receipt before its submit response: kept");
+        else if (st > ST_NONE && ch >= 0)
+            o->g->m.messages[ch][st]++;
+    }
+    notify(o->arg, rep && rep->type != REDIS_REPLY_ERROR ? 0 : -1);
+}
+
 static void
 on_done(struct ops *o, redisReply *rep)
 {
-    if (rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "early")
-        == 0)
-        log_debug(&lg, "receipt before its submit response: kept");
     /* No reply: dropped at shutdown; an error: the script failed for
      * good. Either way the provider should send it again. */
     notify(o->arg, rep && rep->type != REDIS_REPLY_ERROR ? 0 : -1);
@@ -126,7 +144,7 @@ receipt(struct gw *g, struct channel *ch, const struct inbound *in)
         notify(notify_new(in), 0);
         return;
     }
-    o = ops_new(g, &gw_scripts.receipt, on_done, notify_new(in));
+    o = ops_new(g, &gw_scripts.receipt, on_receipt, notify_new(in));
     ops_key(o, g->k.events);
     ops_key(o, g->k.delayed);
     ops_head(o);

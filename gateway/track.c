@@ -81,7 +81,7 @@ static const char prelude[] =
 "    redis.call('HINCRBY', ck, 'n_' .. new, 1)\n"
 "    if old ~= '' then redis.call('HINCRBY', ck, 'n_' .. old, -1) end\n"
 "  end\n"
-"  if FINAL[new] then redis.call('PEXPIRE', mk, TTL) end\n"
+"  if FINAL[new] or new == 'accepted' then redis.call('PEXPIRE', mk, TTL) end\n"
 "  return old\n"
 "end\n"
 /* XDEL of the ids a batch acked, in slices (unpack has a stack limit). */
@@ -461,7 +461,9 @@ static const char finish_body[] =
  * A receipt whose id is not known yet (it beat the submit response, or the
  * outcome is still on its way to Redis) is kept under rcpt: for the finish
  * script. `retry` (a fax line was busy) sends the message again within its
- * deadline: only for the message's current provider id, once per id. */
+ * deadline: only for the message's current provider id, once per id.
+ * Returns {what happened, the message's channel}: a new state, retry
+ * (deferred), part, duplicate, late or early. */
 static const char receipt_body[] =
 "local prov, id, rs, stat, err = ARGV[4], ARGV[5], ARGV[6], ARGV[7],\n"
 "  ARGV[8]\n"
@@ -469,18 +471,21 @@ static const char receipt_body[] =
 "if not mk then\n"
 "  redis.call('SET', PFX .. 'rcpt:' .. prov .. ':' .. id,\n"
 "    rs .. '\\t' .. stat .. '\\t' .. err, 'PX', 86400000)\n"
-"  return 'early'\n"
+"  return {'early', ''}\n"
 "end\n"
 "mk = PFX .. 'msg:' .. mk\n"
 "if rs ~= 'retry' then\n"
-"  return apply_receipt(mk, KEYS[1], id, rs, stat, err)\n"
+"  local r = apply_receipt(mk, KEYS[1], id, rs, stat, err)\n"
+"  return {r, redis.call('HGET', mk, 'channel') or ''}\n"
 "end\n"
 "if redis.call('HSETNX', mk, 'part:' .. id, 'retry') == 0 then\n"
-"  return 'duplicate'\n"
+"  return {'duplicate', ''}\n"
 "end\n"
 "local m = redis.call('HMGET', mk, 'state', 'provider_id', 'attempts',\n"
 "  'payload', 'expires', 'campaign', 'channel')\n"
-"if m[1] ~= 'accepted' or m[2] ~= id or not m[4] then return 'late' end\n"
+"if m[1] ~= 'accepted' or m[2] ~= id or not m[4] then\n"
+"  return {'late', ''}\n"
+"end\n"
 "local ck = nil\n"
 "if m[6] and m[6] ~= '' then ck = PFX .. 'campaign:' .. m[6] end\n"
 "local att = tonumber(m[3] or '1')\n"
@@ -493,16 +498,16 @@ static const char receipt_body[] =
 "if att >= tonumber(ARGV[11]) then\n"
 "  setstate(mk, KEYS[1], ck, 'failed', why .. ' after ' .. att ..\n"
 "    ' attempts', nil)\n"
-"  return 'failed'\n"
+"  return {'failed', m[7] or ''}\n"
 "elseif exp > 0 and due > exp then\n"
 "  setstate(mk, KEYS[1], ck, 'expired', why .. '; deadline reached', nil)\n"
-"  return 'expired'\n"
+"  return {'expired', m[7] or ''}\n"
 "end\n"
 "setstate(mk, KEYS[1], ck, 'deferred', why .. '; retrying', nil)\n"
 "local chi = {email = 0, sms = 1, fax = 2}\n"
 "redis.call('HSET', mk, 'next_attempt', due)\n"
 "redis.call('ZADD', KEYS[2], due, (chi[m[7]] or 2) .. '|' .. m[4])\n"
-"return 'retry'\n";
+"return {'retry', m[7] or ''}\n";
 
 /* KEYS: events. ARGV[4..]: provider, fax id, from, to, stored path,
  * pages, touch history cap. An inbound fax is recorded once per fax id:
