@@ -62,6 +62,9 @@ TEXT = ("Hello {{first_name}}\n\n" +
                 "ipsum dolor sit amet.\n" % i for i in range(22)))
 
 
+LAST = {}   # the peers' CPU seconds of the last one_run (bench/cases.py)
+
+
 def one_run(work):
     rport, hport, sport = free_port(), free_port(), free_port()
     procs = []
@@ -130,6 +133,8 @@ def one_run(work):
         print("    CPU in %.2f s: gatewayd %.2f s, redis-server %.2f s, "
               "smtp-sink %.2f s" % (took, cpu1 - cpu0, rcpu1 - rcpu0,
                                     scpu1 - scpu0))
+        LAST.update(redis_cpu_s=rcpu1 - rcpu0, sink_cpu_s=scpu1 - scpu0,
+                    took_s=took)
         gw.terminate()
         gw.wait(60)
         return N / took, (cpu1 - cpu0) * 1000 / N, hwm

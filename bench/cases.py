@@ -246,8 +246,12 @@ def run_email(n, aof):
     with _Scope():
         work = workdir()
         rate, cpu1000, hwm = bench_smtp.one_run(work)
+    last = bench_smtp.LAST
     return {"figures": {"throughput": fig(rate, "msg/s", (">=", 12000))},
-            "n": n, "cpu_per_1000": cpu1000, "peak_rss_mb": hwm}
+            "n": n, "cpu_per_1000": cpu1000, "peak_rss_mb": hwm,
+            "redis_cpu_per_1000": round(last["redis_cpu_s"] * 1000 / n, 4),
+            "smtp_sink_cpu_per_1000": round(last["sink_cpu_s"] * 1000 / n,
+                                            4)}
 
 
 # ---- sms: tests/integration/smpp_peers.py bench (2 binds, window 100) ----
@@ -269,6 +273,8 @@ def run_sms(n, aof):
     c = re.search(r"gatewayd CPU ([\d.]+) s .*peak RSS (\d+) MB", out)
     b = re.search(r"(\d+) binds, window (\d+)", out)
     first = re.search(r"first submit after ([\d.]+) s", out)
+    rc_ = re.search(r"redis-server CPU ([\d.]+) s, fake SMSC CPU ([\d.]+) s",
+                    out)
     if p.returncode != 0 or not m or not c:
         raise RuntimeError("smpp_peers.py bench rc %s: %s" % (
             p.returncode, out.strip().splitlines()[-3:]))
@@ -278,10 +284,13 @@ def run_sms(n, aof):
         "n": n, "binds": int(b.group(1)), "window": int(b.group(2)),
         "first_submit_s": float(first.group(1)) if first else None,
         "cpu_per_1000": float(c.group(1)) * 1000 / n,
-        "peak_rss_mb": int(c.group(2)), "output": out}
+        "peak_rss_mb": int(c.group(2)), "output": out,
+        "redis_cpu_per_1000": float(rc_.group(1)) * 1000 / n if rc_ else None,
+        "smsc_cpu_per_1000": float(rc_.group(2)) * 1000 / n if rc_ else None}
 
 
 FAX_INFLIGHT = 4096
+FAX_CONNS = int(os.environ.get("BENCH_FAX_CONNS", "32"))
 
 
 # ---- fax: render + submit to tests/fakes/fake_fax.py (media upload) ----
@@ -318,7 +327,8 @@ def run_fax(n, aof=False):
         inbound = os.path.join(work, "fax-in")
         os.makedirs(inbound)
         gw.sets += fax_sets(port, gw.http_port, inbound, media="upload",
-                            max_inflight=FAX_INFLIGHT)
+                            max_inflight=FAX_INFLIGHT,
+                            max_connections=FAX_CONNS)
         gw.start()
         # 40 table rows: two A4 pages (checked below in the ledger units)
         items = [{"item": "Item %d, 500 sheets" % k, "price": "9.90",

@@ -30,6 +30,24 @@ static const char prelude[] =
 "local NOW = ARGV[1]\n"
 "local EVMAX = ARGV[2]\n"
 "local TTL = ARGV[3]\n"
+/* Campaign counters move with every message: their increments are summed
+ * per script call and written once at its end (build() wraps each body so
+ * flush() runs after it), a few HINCRBYs per batch instead of per message.
+ * Nothing in a script reads them back. */
+"local DELTA = {}\n"
+"local function bump(k, f, n)\n"
+"  local d = DELTA[k]\n"
+"  if not d then d = {}; DELTA[k] = d end\n"
+"  d[f] = (d[f] or 0) + n\n"
+"end\n"
+"local function flush()\n"
+"  for k, d in pairs(DELTA) do\n"
+"    for f, n in pairs(d) do\n"
+"      if n ~= 0 then redis.call('HINCRBY', k, f, n) end\n"
+"    end\n"
+"  end\n"
+"  DELTA = {}\n"
+"end\n"
 "local function event(ev, f)\n"
 "  redis.call('XADD', ev, 'MAXLEN', '~', EVMAX, '*', unpack(f))\n"
 "end\n"
@@ -76,10 +94,10 @@ static const char prelude[] =
 "      'reason', reason or '', 'time', NOW)\n"
 "  end\n"
 "  if ck and old == 'sending' and (new == 'accepted' or new == 'delivered')\n"
-"      then redis.call('HINCRBY', ck, 'sent', 1) end\n"
+"      then bump(ck, 'sent', 1) end\n"
 "  if ck and old ~= new then\n"
-"    redis.call('HINCRBY', ck, 'n_' .. new, 1)\n"
-"    if old ~= '' then redis.call('HINCRBY', ck, 'n_' .. old, -1) end\n"
+"    bump(ck, 'n_' .. new, 1)\n"
+"    if old ~= '' then bump(ck, 'n_' .. old, -1) end\n"
 "  end\n"
 "  if FINAL[new] or new == 'accepted' then redis.call('PEXPIRE', mk, TTL) end\n"
 "  return old\n"
@@ -132,7 +150,7 @@ static const char prelude[] =
 "    'customer', cust, 'channel', ch, 'provider', prov, 'provider_id', '',\n"
 "    'from', '', 'to', 'queued', 'reason', reason or '', 'attempt', '0',\n"
 "    'cost', '0', 'time', NOW})\n"
-"  if ck then redis.call('HINCRBY', ck, 'n_queued', 1) end\n"
+"  if ck then bump(ck, 'n_queued', 1) end\n"
 "  return ''\n"
 "end\n";
 
@@ -874,8 +892,13 @@ build(struct gw_script *s, const char *name, const char *body,
     int rc;
 
     buf_init(&b, 1u << 20);
+    /* the body runs as a function so the counters are flushed after it,
+     * whichever return it took */
     if ((rc = buf_puts(&b, tables)) < 0 || (rc = buf_puts(&b, prelude)) < 0 ||
-        (rc = buf_puts(&b, body)) < 0) {
+        (rc = buf_puts(&b, "local function main()\n")) < 0 ||
+        (rc = buf_puts(&b, body)) < 0 ||
+        (rc = buf_puts(&b, "\nend\nlocal r = main()\nflush()\n"
+                            "return r\n")) < 0) {
         buf_free(&b);
         return rc;
     }
