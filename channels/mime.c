@@ -690,6 +690,13 @@ mime_qp(struct buf *out, const char *src, size_t n)
         size_t need;
         int lit;
 
+        /* Most bytes: printable, not '=', inside a line. */
+        if (c > ' ' && c < 0x7f && c != '=' && col > 0 &&
+            col < MIME_QP_LINE - 1) {
+            *p++ = (char)c;
+            col++;
+            continue;
+        }
         if (c == '\n' || (c == '\r' && i + 1 < n && s[i + 1] == '\n')) {
             i += c == '\r';
             *p++ = '\r';

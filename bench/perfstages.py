@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""bench/profile.py -- where gatewayd's CPU goes, per message and stage.
+"""bench/perfstages.py -- where gatewayd's CPU goes, per message and stage.
 
-    /usr/bin/python3 bench/profile.py [--case email|sms|intake|fax]
+    /usr/bin/python3 bench/perfstages.py [--case email|sms|intake|fax]
         [--n N] [--delay S] [--seconds S] [--freq HZ]
 
 Runs one bench case (bench/cases.py, the same peers and settings as
@@ -35,49 +35,57 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import cases  # noqa: E402
 
-# (stage, regular expression on the symbol); first match from the leaf up
+# (stage, our functions, library functions). A sample belongs to the
+# innermost of our functions on its stack; only a stack with none of ours
+# (a libuv callback into hiredis, say) is placed by a library function.
 STAGES = [
-    ("render", r"^(tpl_\w+|render|keep_parts|html_process|walk_text|"
-               r"mustache_\w+|htmlParse\w*|htmlRead\w*|xml\w+|"
-               r"fax_render\w*|render_work|pango_\w+|cairo_\w+)$"),
-    ("encode/MIME", r"^(mime_\w+|put_\w+|hw_\w+|multipart_\w+|sms_\w+|"
+    ("render", r"tpl_\w+|render|keep_parts|html_process|walk_text|"
+               r"mustache_\w+|fax_render\w*|render_work|add_images",
+               r"htmlParse\w*|htmlRead\w*|pango_\w+|cairo_\w+"),
+    ("encode/MIME", r"mime_\w+|put_\w+|hw_\w+|multipart_\w+|sms_\w+|"
                     r"pack7|write_parts|part_open|air_size|fill_bits|"
-                    r"pack_submit|smpp_pack\w*|smpp_put32|prepare)$"),
-    ("tracking", r"^(links_\w+|track_link|token_\w+|unsub_url|b64_encode|"
+                    r"pack_submit|smpp_pack\w*|smpp_put32|prepare",
+                    r""),
+    ("tracking", r"links_\w+|track_link|token_\w+|unsub_url|b64_encode|"
                  r"ops_\w+|gw_redis_eval|on_ops_reply|dispatch_flush|"
                  r"flush_channel|on_finished|on_sent|outcome|on_begun|"
-                 r"begin_batch|on_receipt|receipt|on_done|"
-                 r"HMAC\w*|SHA256\w*|EVP_\w+)$"),
-    ("policy", r"^(admit_batch|go_batch|policy_\w+|throttle_\w+|window_\w+|"
-               r"bucket_\w+|gcra_\w+|arm_wait_timer|on_wait_timer|"
-               r"wgroup_\w+|dbatch_new)$"),
-    ("intake", r"^(job_\w+|jobs_handler|route_jobs|deliver|on_live|"
-               r"on_enqueued|message_payload|dmsg_new|dmsg_free|"
-               r"dispatch_entries|add_recipient|write_batch|on_fetched|"
-               r"on_expanded|step|campaign_job|entry_free|json_\w+)$"),
-    ("wire", r"^(sess_\w+|on_sess_\w+|smtp_send|xfer_\w+|txn_\w+|kick|"
-             r"curl_\w+|Curl_\w+|on_read|on_write|flush_bind|on_flush|"
-             r"pump|send_part|on_submit_resp|handle_pdu|smpp_send|"
-             r"write_one|batch_work|outbox_send|upload\w*|"
-             r"__x64_sys_(sendto|recvfrom|write|writev|read|openat|rename|"
-             r"close|fsync|epoll_wait)|tcp_\w+|uv__write\w*|uv__read)$"),
-    ("redis client", r"^(redis\w+|sds\w+|freeReplyObject|on_reply|"
-                     r"send_argv)$"),
+                 r"begin_batch|on_receipt|receipt|on_done",
+                 r"HMAC\w*|SHA256\w*|EVP_\w+"),
+    ("policy", r"admit_batch|go_batch|policy_\w+|throttle_\w+|window_\w+|"
+               r"bucket_\w+|arm_wait_timer|on_wait_timer|wgroup_\w+|"
+               r"dbatch_new|send_one|channel_for",
+               r""),
+    ("intake", r"job_\w+|jobs_handler|route_jobs|on_enqueued|"
+               r"message_payload|dmsg_new|dmsg_free|dispatch_entries|"
+               r"add_recipient|write_batch|on_fetched|on_expanded|"
+               r"campaign_job|entry_free|stream_done",
+               r""),
+    ("wire", r"sess_\w+|on_sess_\w+|smtp_send|xfer_\w+|txn_\w+|kick|"
+             r"on_read|on_write|flush_bind|on_flush|pump|send_part|"
+             r"on_submit_resp|handle_pdu|smpp_send|write_one|batch_work|"
+             r"outbox_send|render_json|upload\w*|curl_uv\w*|cu_\w+|"
+             r"conn_\w+|easy_\w+",
+             r"curl_\w+|Curl_\w+|__x64_sys_\w+|tcp_\w+|uv__write\w*|"
+             r"uv__read"),
+    ("redis client", r"on_reply|send_argv|on_live|deliver",
+                     r"redis\w+|sds\w+|freeReplyObject"),
 ]
-RX = [(name, re.compile(rx)) for name, rx in STAGES]
+OWN = [(n, re.compile("^(%s)$" % own)) for n, own, _ in STAGES]
+LIB = [(n, re.compile("^(%s)$" % lib)) for n, _, lib in STAGES if lib]
 
 
 def classify(stack):
-    for sym in stack:                     # leaf first
-        sym = sym.replace(" (inlined)", "")
-        for name, rx in RX:
-            if rx.match(sym):
-                return name
+    stack = [s.replace(" (inlined)", "") for s in stack]   # leaf first
+    for table in (OWN, LIB):
+        for sym in stack:
+            for name, rx in table:
+                if rx.match(sym):
+                    return name
     return "other (loop, allocator, libuv, kernel)"
 
 
 def samples(data):
-    out = subprocess.run(["perf", "script", "-i", data, "-F", "tid,sym"],
+    out = subprocess.run(["perf", "script", "-i", data, "-F", "tid,ip,sym"],
                          capture_output=True, text=True, timeout=600).stdout
     stack = []
     for line in out.splitlines() + [""]:
@@ -105,6 +113,8 @@ def main():
     ap.add_argument("--delay", type=float, default=2.0)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--freq", type=int, default=499)
+    ap.add_argument("--detail", type=int, default=0,
+                    help="also the N hottest leaf functions of each stage")
     a = ap.parse_args()
     counts = dict(cases.FULL)
     if a.n:
@@ -124,21 +134,26 @@ def main():
     t = threading.Thread(target=run, daemon=True)
     t.start()
     pid = cases.wait_for(lambda: find_gatewayd(before), 120, "gatewayd")
+    print("gatewayd pid %d" % pid, flush=True)
     # intake preloads before gatewayd starts; the others start it first
     time.sleep(a.delay)
     data = tempfile.mktemp(prefix="gw-perf-", suffix=".data")
     subprocess.run(["perf", "record", "-q", "-F", str(a.freq), "-g",
                     "--call-graph", "dwarf,16384", "-p", str(pid), "-o",
                     data, "--", "sleep", str(a.seconds)],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=a.seconds + 120)
+                   stdout=subprocess.DEVNULL, timeout=a.seconds + 120)
     t.join(900)
     cases.stop_all()
     if "error" in result:
         print("case failed: %s" % result["error"])
         return 1
     res = result["res"]
-    by = collections.Counter(classify(s) for s in samples(data))
+    by = collections.Counter()
+    leaves = collections.defaultdict(collections.Counter)
+    for st in samples(data):
+        name = classify(st)
+        by[name] += 1
+        leaves[name][st[0].replace(" (inlined)", "")] += 1
     os.unlink(data)
     total = sum(by.values()) or 1
     cpu = res.get("cpu_per_1000")
@@ -149,6 +164,8 @@ def main():
     for name, n in by.most_common():
         print("  %-40s %5.1f%%  %6.1f us/msg" % (
             name, 100.0 * n / total, cpu * 1000 * n / total if cpu else 0))
+        for leaf, k in leaves[name].most_common(a.detail):
+            print("      %-36s %5.1f%%" % (leaf[:36], 100.0 * k / total))
     if res.get("redis_cpu_per_1000") is not None:
         print("  redis-server (another process)           %6.1f us/msg"
               % (res["redis_cpu_per_1000"] * 1000))
