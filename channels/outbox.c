@@ -212,7 +212,7 @@ static void
 write_one(struct outbox *ob, struct write_req *w, const char *tmp)
 {
     struct buf name, body;
-    int fd = -1, rc;
+    int fd = -1, rc, made = 0;
 
     buf_init(&name, 8192);
     buf_init(&body, 16u << 20);
@@ -229,6 +229,7 @@ write_one(struct outbox *ob, struct write_req *w, const char *tmp)
         rc = -errno;
         goto out;
     }
+    made = 1;
     w->step = "write";
     for (size_t off = 0; off < body.len; ) {
         ssize_t n = write(fd, body.data + off, body.len - off);
@@ -256,8 +257,8 @@ write_one(struct outbox *ob, struct write_req *w, const char *tmp)
 out:
     if (fd >= 0)
         close(fd);
-    if (rc < 0 && w->path)
-        unlink(tmp);    /* best effort: the file is incomplete */
+    if (rc < 0 && made)
+        unlink(tmp);    /* best effort: ours, and incomplete */
     w->err = rc;
     buf_free(&name);
     buf_free(&body);
