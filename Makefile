@@ -24,7 +24,8 @@ ALLCFLAGS = $(WARN) $(CFLAGS) $(PKGCFLAGS) -I. -Icommon \
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
 
-COMMON_SRC   := common/buf.c common/err.c common/log.c common/utf8.c common/token.c
+COMMON_SRC   := common/buf.c common/err.c common/fsutil.c common/log.c common/utf8.c \
+                common/token.c
 TEMPLATE_SRC := templates/mustache.c templates/mustache_json.c \
                 templates/template.c templates/html.c templates/links.c
 CHANNEL_SRC  := $(sort $(wildcard channels/*.c))

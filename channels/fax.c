@@ -19,6 +19,7 @@
 
 #include "../common/buf.h"
 #include "../common/err.h"
+#include "../common/fsutil.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -1091,28 +1092,6 @@ fetch_record(struct fax *f, struct fetch *x)
     record(f, &in, x->reply, x->reply_arg);
 }
 
-static int
-mkdir_p(const char *path)
-{
-    char tmp[4096];
-    size_t n = strlen(path);
-
-    if (n == 0 || n >= sizeof tmp)
-        return -ENAMETOOLONG;
-    memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 /* On the pool: temporary file, fsync, rename, fsync the directory. */
 static void
 store_work(uv_work_t *w)
@@ -1121,7 +1100,7 @@ store_work(uv_work_t *w)
     size_t off = 0;
     int fd, dfd, rc;
 
-    if ((rc = mkdir_p(x->dir)) < 0) {
+    if ((rc = gw_mkdir_p(x->dir)) < 0) {
         x->werr = rc;
         return;
     }

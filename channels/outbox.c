@@ -11,6 +11,7 @@
 
 #include "../common/buf.h"
 #include "../common/err.h"
+#include "../common/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,28 +65,6 @@ enum {
 
 static void kick(struct outbox *ob);
 
-static int
-mkdir_p(const char *path)
-{
-    char tmp[4096];
-    size_t n = strlen(path);
-
-    if (n >= sizeof tmp)
-        return -ENAMETOOLONG;
-    memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 const struct conf_key outbox_conf_keys[] = {
     /* where the files go: dir/<channel>/<message key>.json */
     { "dir", CK_STR, 1, 0, 0, NULL, NULL },
@@ -114,7 +93,7 @@ outbox_open(struct channel *ch, const struct conf_provider *conf)
             continue;
         snprintf(sub, sizeof sub, "%s/%s", ob->dir,
                  gw_channel_name((enum gw_channel)c));
-        if ((rc = mkdir_p(sub)) < 0) {
+        if ((rc = gw_mkdir_p(sub)) < 0) {
             log_error(&ch->log, "cannot create %s: %s", sub, gw_strerror(rc));
             free(ob->dir);
             free(ob);
