@@ -8,6 +8,7 @@
  */
 #include "fax_hook.h"
 
+#include "../common/b64.h"
 #include "../common/buf.h"
 #include "../common/err.h"
 
@@ -29,22 +30,6 @@
 
 /* ---- signatures ---- */
 
-static int
-b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 int
 fax_base64_decode(const char *in, unsigned char *out, size_t max,
                   size_t *outlen)
@@ -64,7 +49,7 @@ fax_base64_decode(const char *in, unsigned char *out, size_t max,
     if ((data * 3) / 4 > max)
         return GW_ETOOBIG;
     for (size_t i = 0; i < data; i++) {
-        int v = b64_value((unsigned char)in[i]);
+        int v = b64_std_value((unsigned char)in[i]);
         if (v < 0)
             return GW_EPARSE;
         acc = (acc << 6) | (uint32_t)v;

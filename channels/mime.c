@@ -9,6 +9,7 @@
 
 #include "../common/utf8.h"
 
+#include "../common/b64.h"
 #include "../common/err.h"
 
 #include <errno.h>
@@ -67,22 +68,6 @@ bad_char(uint32_t c, char *tmp, size_t tmplen)
     return NULL;
 }
 
-static int
-b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 static const char *
 bad_byte(unsigned char c)
 {
@@ -126,7 +111,7 @@ check_ewords(const char *s, size_t n, const char *what, char *reason,
             uint32_t acc = 0;
             int bits = 0, v;
             for (size_t k = t; k < end && !bad; k++) {
-                if ((v = b64val(s[k])) < 0)
+                if ((v = b64_std_value(s[k])) < 0)
                     continue;
                 acc = (acc << 6) | (uint32_t)v;
                 if ((bits += 6) >= 8) {
