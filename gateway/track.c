@@ -52,7 +52,8 @@ static const char prelude[] =
 "  redis.call('XADD', ev, 'MAXLEN', '~', EVMAX, '*', unpack(f))\n"
 "end\n"
 /* The one setter: checks the transition, writes state and event, keeps
- * the campaign's per-state counts, and starts the TTL on a final state.
+ * the campaign's per-state counts, and starts the TTL on a final state
+ * or on accepted (an email over SMTP may never hear more).
  * cur is the entry as load() read it (the caller may have it already);
  * extra is field, value, ... written with the state and seen by the event.
  * Returns the old state, or false when the move is not allowed. */
